@@ -1,0 +1,122 @@
+"""Mixing singleton experts with a gather/scatter whose cost follows the experts touched.
+
+PEER (He 2024, Algorithm 1) computes, for every token m and retrieved expert j,
+
+    h[m, j] = u[idx[m, j]] · x[m]                    (down projection, one neuron)
+    y[m]    = Σ_j w[m, j] · σ(h[m, j]) · v[idx[m, j]]   (weighted up projection)
+
+Algorithm 1 taken literally gathers (M, K, d) weight tensors and lets autograd produce a
+dense (N, d) gradient for each table, so a training step reads and writes memory
+proportional to N. Here the forward and backward passes only touch the M·K rows that were
+retrieved, and the expert gradients come out row-sparse:
+
+- weighted sums of rows use ``embedding_bag`` (no (M, K, d) tensor is materialised);
+- row dot products are computed in token blocks that stay in cache;
+- the gradient of a table row r is Σ over the (m, j) with idx[m, j] = r of a scalar times a
+  token vector, i.e. another weighted bag, over the tokens grouped by expert.
+"""
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torch.autograd.function import once_differentiable
+
+from .sparse_rows import RowGroups, row_dots
+
+
+def _relu_backward(grad: Tensor, pre: Tensor) -> Tensor:
+    return torch.ops.aten.threshold_backward(grad, pre, 0)
+
+
+def _gelu_backward(grad: Tensor, pre: Tensor) -> Tensor:
+    return torch.ops.aten.gelu_backward(grad, pre)
+
+
+# name -> (activation, its backward given the pre-activation); the same kernels autograd uses.
+ACTIVATIONS = {
+    "relu": (F.relu, _relu_backward),
+    "gelu": (F.gelu, _gelu_backward),
+}
+
+
+class _ExpertMix(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, idx, weights, down, up, bounds, activation, sparse_grad, *chunks):
+        act, _ = ACTIVATIONS[activation]
+        pre = row_dots(down, idx, x)  # (M, K)
+        y = F.embedding_bag(idx, up, per_sample_weights=weights * act(pre), mode="sum")
+        ctx.save_for_backward(x, idx, weights, pre)
+        ctx.tables = (down, up)
+        ctx.bounds, ctx.activation, ctx.sparse_grad = bounds, activation, sparse_grad
+        return y  # (M, d)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_y):
+        x, idx, weights, pre = ctx.saved_tensors
+        down, up = ctx.tables
+        act, act_backward = ACTIVATIONS[ctx.activation]
+        needs = ctx.needs_input_grad
+        grad_y = grad_y.contiguous()
+        a = act(pre)
+        grad_aw = row_dots(up, idx, grad_y)  # (M, K): d y / d (w * a)
+        grad_w = grad_aw * a if needs[2] else None
+        grad_pre = act_backward(grad_aw * weights, pre)  # (M, K)
+        grad_x = None
+        if needs[0]:
+            grad_x = F.embedding_bag(idx, down, per_sample_weights=grad_pre, mode="sum")
+
+        # Expert tables: chunk c covers rows [bounds[c], bounds[c+1]) of both tables; the
+        # first half of `chunks` are down chunks, the second half up chunks.
+        n_chunks = len(ctx.bounds) - 1
+        chunk_grads = [None] * (2 * n_chunks)
+        for c in range(n_chunks):
+            need_down, need_up = needs[8 + c], needs[8 + n_chunks + c]
+            if not (need_down or need_up):
+                continue
+            lo, hi = ctx.bounds[c], ctx.bounds[c + 1]
+            groups = RowGroups(idx, lo, hi if hi < ctx.bounds[-1] else None)
+            if groups.rows is None:
+                continue  # no lookup hit this chunk: no gradient, no optimizer update
+            scatter = groups.sparse if ctx.sparse_grad else groups.dense
+            # grad table[r] = Σ_{(m, j): idx[m, j] = r} coeff[m, j] · vec[m]
+            if need_down:
+                chunk_grads[c] = scatter(groups.sums(grad_pre, x), lo, hi - lo)
+            if need_up:
+                chunk_grads[n_chunks + c] = scatter(groups.sums(weights * a, grad_y), lo, hi - lo)
+        return (grad_x, None, grad_w, None, None, None, None, None, *chunk_grads)
+
+
+def expert_mix(
+    x: Tensor,
+    idx: Tensor,
+    weights: Tensor,
+    *,
+    down: Tensor,
+    up: Tensor,
+    down_chunks: list[Tensor],
+    up_chunks: list[Tensor],
+    bounds: tuple[int, ...],
+    activation: str,
+    sparse_grad: bool,
+) -> Tensor:
+    """``y[m] = Σ_j weights[m, j] · act(down[idx[m, j]] · x[m]) · up[idx[m, j]]``.
+
+    Args:
+        x: (M, d) tokens. idx: (M, K) expert ids. weights: (M, K) router weights.
+        down, up: (N, d) tables read by the computation. Each is the row-wise concatenation
+            of its chunks (the tensors that receive gradients); chunk c holds rows
+            ``[bounds[c], bounds[c+1])``.
+        sparse_grad: chunk gradients as coalesced sparse COO tensors (only the retrieved
+            rows) instead of dense tensors.
+
+    Returns:
+        (M, d).
+    """
+    assert x.dim() == 2 and idx.shape == weights.shape and idx.shape[0] == x.shape[0]
+    assert len(down_chunks) == len(up_chunks) == len(bounds) - 1
+    y = _ExpertMix.apply(
+        x, idx, weights, down, up, bounds, activation, sparse_grad, *down_chunks, *up_chunks
+    )
+    assert y.shape == x.shape
+    return y

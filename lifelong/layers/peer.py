@@ -1,0 +1,399 @@
+"""PEER: Parameter Efficient Expert Retrieval (He 2024, arXiv 2407.04153), with growth.
+
+A PEER layer holds N = n² singleton experts ``e_i(x) = σ(u_i·x)·v_i`` and n sub-keys on
+each side of a product-key index. h query heads each retrieve the top-k experts by
+``q_h(x)·k_i``; router weights are a softmax over each head's k scores (or a sigmoid), and
+the heads are summed:  ``f(x) = Σ_h Σ_{i in topk_h} g_i(x)·e_i(x)``  (paper Eq. 1-3).
+
+Growth (paper §1, lifelong learning): ``grow(m)`` appends m sub-keys to each side, which
+adds ``2·n·m + m²`` experts with their own product keys, and freezes every sub-key and
+expert that already existed. Each growth opens a *stage*; stage s owns the sub-key prefix
+``[0, n_s)`` on each side and, in shell order (see ``product_keys``), the expert ids
+``[0, n_s²)``. Retrieval restricted to stage s searches that prefix square only.
+
+Storage. Each stage's experts are separate Parameters (so old stages can be frozen with
+``requires_grad=False`` and hold no optimizer state), yet retrieval must gather from all
+of them in one ``index_select`` whose cost does not depend on the number of stages. So the
+stage Parameters are views into one contiguous table per projection (``_down``/``_up``).
+Anything that breaks the aliasing (``deepcopy``, ``load_state_dict(assign=True)``,
+``torch.func.functional_call``) is detected on the next forward and the table is rebuilt
+from the Parameters, which are always the source of truth.
+"""
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+from .expert_mix import ACTIVATIONS, expert_mix
+from .product_keys import id_to_pair, product_key_topk
+
+SCORE_FUNCTIONS = {"softmax": lambda s: torch.softmax(s, dim=-1), "sigmoid": torch.sigmoid}
+EXPERT_INITS = ("random", "upcycle")
+
+
+def _choice(name: str, value: str, valid) -> str:
+    if value not in valid:
+        raise ValueError(f"{name}={value!r} is not supported; choose one of {sorted(valid)}")
+    return value
+
+
+def _positive(name: str, value: int) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"{name}={value!r} must be a positive integer (>= 1)")
+    return value
+
+
+def sub_keys_for(num_experts: int) -> int:
+    """√num_experts, or a ValueError naming the nearest valid expert counts."""
+    _positive("num_experts", num_experts)
+    n = math.isqrt(num_experts)
+    if n * n != num_experts:
+        raise ValueError(
+            f"num_experts={num_experts} is not a perfect square; product keys need "
+            f"num_experts = n² (nearest valid: {n * n} or {(n + 1) ** 2})"
+        )
+    return n
+
+
+def query_network(dim: int, *, heads: int, key_dim: int, batchnorm: bool) -> nn.Sequential:
+    """(M, dim) -> (M, heads*key_dim). The query BatchNorm raises expert usage (He 2024,
+    Table 2); it makes the Linear's bias redundant, so the bias goes with it."""
+    layers = [nn.Linear(dim, heads * key_dim, bias=not batchnorm)]
+    if batchnorm:
+        layers.append(nn.BatchNorm1d(heads * key_dim))
+    return nn.Sequential(*layers)
+
+
+class PEER(nn.Module):
+    """A PEER layer that maps (..., dim) to (..., dim) and can grow new experts.
+
+    Args:
+        dim: model width d; experts are u_i, v_i in R^d.
+        num_experts: initial expert count N, a perfect square n².
+        heads: query heads h sharing one expert pool and one key set.
+        topk: experts k retrieved per head (1 <= k <= n).
+        key_dim: query/product-key width (even; each sub-key has key_dim/2). Default: dim.
+        activation: expert non-linearity σ, "gelu" or "relu".
+        score: router function over each head's k scores, "softmax" or "sigmoid".
+        query_batchnorm: BatchNorm on the query output (on in the paper; raises usage).
+        sparse_grad: expert tables get row-sparse gradients touching only retrieved rows.
+            Train them with ``lifelong.optim.LazyAdamW``; set False for dense gradients that
+            any optimizer accepts, at a cost proportional to N.
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        *,
+        num_experts: int,
+        heads: int = 8,
+        topk: int = 16,
+        key_dim: int | None = None,
+        activation: str = "gelu",
+        score: str = "softmax",
+        query_batchnorm: bool = True,
+        sparse_grad: bool = True,
+    ):
+        super().__init__()
+        self.dim = _positive("dim", dim)
+        self.heads = _positive("heads", heads)
+        self.topk = _positive("topk", topk)
+        self.key_dim = _positive("key_dim", dim if key_dim is None else key_dim)
+        if self.key_dim % 2:
+            raise ValueError(
+                f"key_dim={self.key_dim} must be even: it splits into two sub-key halves "
+                f"of key_dim/2 (e.g. key_dim={self.key_dim + 1})"
+            )
+        n = sub_keys_for(num_experts)
+        if topk > n:
+            raise ValueError(
+                f"topk={topk} exceeds the {n} sub-keys per side of num_experts={num_experts}; "
+                f"choose 1 <= topk <= {n} or num_experts >= {topk * topk}"
+            )
+        self.activation = _choice("activation", activation, ACTIVATIONS)
+        self.score = _choice("score", score, SCORE_FUNCTIONS)
+        self.sparse_grad = bool(sparse_grad)
+
+        self.query = query_network(
+            dim, heads=self.heads, key_dim=self.key_dim, batchnorm=query_batchnorm
+        )
+
+        self.sub_keys1 = nn.ParameterList()  # stage s: (m_s, key_dim/2)
+        self.sub_keys2 = nn.ParameterList()
+        self.down = nn.ParameterList()  # stage s: (n_s² - n_{s-1}², dim), views into _down
+        self.up = nn.ParameterList()
+        self._down = torch.empty(0, dim)
+        self._up = torch.empty(0, dim)
+        # z'_i = Σ_x g_i(x) over training tokens (Lample et al. 2019): drives upcycling.
+        self.register_buffer("router_mass", torch.zeros(0))
+        self._add_stage(n, init="random", source_mass=None, noise=0.0)
+
+    # ----------------------------------------------------------------------------- sizes
+    @property
+    def num_stages(self) -> int:
+        return len(self.sub_keys1)
+
+    @property
+    def stage_sub_keys(self) -> list[int]:
+        """Sub-keys per side that exist at each stage: [n_0, n_1, ...]."""
+        sizes, total = [], 0
+        for chunk in self.sub_keys1:
+            total += chunk.shape[0]
+            sizes.append(total)
+        return sizes
+
+    @property
+    def num_sub_keys(self) -> int:
+        return self.stage_sub_keys[-1]
+
+    @property
+    def num_experts(self) -> int:
+        return self.num_sub_keys**2
+
+    def experts_at_stage(self, stage: int) -> int:
+        return self.stage_sub_keys[self._check_stage(stage)] ** 2
+
+    def _check_stage(self, stage: int) -> int:
+        if isinstance(stage, bool) or not 0 <= stage < self.num_stages:
+            raise ValueError(
+                f"stage={stage} is out of range; this layer has stages 0..{self.num_stages - 1}"
+            )
+        return int(stage)
+
+    # ----------------------------------------------------------------------------- growth
+    @torch.no_grad()
+    def grow(
+        self,
+        num_sub_keys: int,
+        *,
+        init: str = "random",
+        usage: Tensor | None = None,
+        noise: float = 0.01,
+    ) -> int:
+        """Append ``num_sub_keys`` sub-keys per side and the experts they create.
+
+        Every existing sub-key and expert is frozen (``requires_grad=False``, gradient
+        cleared), so no optimizer touches it again, weight decay included.
+
+        Args:
+            num_sub_keys: m >= 1; adds 2·n·m + m² experts.
+            init: "random" (the paper's initialisation) or "upcycle": copy the most-used
+                existing experts (by ``usage``), plus Gaussian noise of ``noise`` times the
+                table's standard deviation (sparse upcycling, Komatsuzaki et al. 2022).
+            usage: (num_experts,) usage mass used to rank experts for upcycling; defaults to
+                the router mass this layer accumulated over its training forwards.
+
+        Returns:
+            The new stage index.
+        """
+        m = _positive("num_sub_keys", num_sub_keys)
+        _choice("init", init, EXPERT_INITS)
+        if usage is None:
+            usage = self.router_mass
+        elif usage.shape != (self.num_experts,):
+            raise ValueError(
+                f"usage has shape {tuple(usage.shape)}; expected ({self.num_experts},), "
+                f"one value per existing expert"
+            )
+        for plist in (self.sub_keys1, self.sub_keys2, self.down, self.up):
+            for param in plist:
+                param.requires_grad_(False)
+                param.grad = None
+        self._add_stage(m, init=init, source_mass=usage, noise=noise)
+        return self.num_stages - 1
+
+    def _add_stage(self, m: int, *, init: str, source_mass: Tensor | None, noise: float):
+        ref = self.query[0].weight
+        device, dtype = ref.device, ref.dtype
+        old_n = self.num_sub_keys if self.num_stages else 0
+        new_n = old_n + m
+        old_rows, new_rows = old_n * old_n, new_n * new_n
+        half = self.key_dim // 2
+
+        # Sub-keys: uniform(±1/√(key_dim/2)) as in the PKM code of Lample et al.
+        bound = half**-0.5
+        for plist in (self.sub_keys1, self.sub_keys2):
+            plist.append(
+                nn.Parameter(
+                    torch.empty(m, half, device=device, dtype=dtype).uniform_(-bound, bound)
+                )
+            )
+
+        # Expert tables: reallocate once, keep old rows, point old Parameters at the new table.
+        fresh = new_rows - old_rows
+        for name, plist in (("_down", self.down), ("_up", self.up)):
+            old = getattr(self, name)
+            table = torch.empty(new_rows, self.dim, device=device, dtype=dtype)
+            table[:old_rows] = old
+            new = table[old_rows:]
+            if init == "upcycle" and old_rows:
+                order = torch.argsort(source_mass.to(device), descending=True, stable=True)
+                used = max(1, int((source_mass > 0).sum()))
+                src = order[torch.arange(fresh, device=device) % used]
+                new.copy_(old[src])
+                new.add_(torch.randn_like(new) * (noise * float(old.std())))
+            else:
+                # Values N(0, d^-1/2) as in PKM; the same scale for u keeps u·x at unit variance.
+                new.normal_(0.0, self.dim**-0.5)
+            setattr(self, name, table)
+            plist.append(nn.Parameter(new))
+            self._repoint(plist, table)
+
+        self.router_mass = torch.cat(
+            [self.router_mass.to(device), torch.zeros(fresh, device=device)]
+        )
+
+    def _bounds(self) -> tuple[int, ...]:
+        return (0, *(n * n for n in self.stage_sub_keys))
+
+    @staticmethod
+    def _repoint(plist: nn.ParameterList, table: Tensor):
+        start = 0
+        for param in plist:
+            stop = start + param.shape[0]
+            param.data = table[start:stop]
+            start = stop
+
+    def _tables(self) -> tuple[Tensor, Tensor]:
+        """The contiguous (N, dim) tables, rebuilt if a Parameter no longer aliases them."""
+        out = []
+        for name, plist in (("_down", self.down), ("_up", self.up)):
+            table = getattr(self, name)
+            if not self._aliased(plist, table):
+                if all(isinstance(p, nn.Parameter) for p in plist):
+                    setattr(self, name, None)  # free the stale table before copying
+                    table = torch.cat([p.detach() for p in plist])
+                    setattr(self, name, table)
+                    self._repoint(plist, table)
+                else:  # functional_call with plain tensors: a table for this call only
+                    table = torch.cat([p.detach() for p in plist])
+            out.append(table)
+        return out[0], out[1]
+
+    @staticmethod
+    def _aliased(plist, table: Tensor) -> bool:
+        if table.shape[0] != sum(p.shape[0] for p in plist):
+            return False
+        base, offset = table.untyped_storage().data_ptr(), table.storage_offset()
+        for p in plist:
+            if (
+                p.untyped_storage().data_ptr() != base
+                or p.storage_offset() != offset
+                or not p.is_contiguous()
+            ):
+                return False
+            offset += p.numel()
+        return True
+
+    def _apply(self, fn, recurse=True):
+        # .to()/.cuda()/.half() convert each Parameter separately; re-join them at once.
+        super()._apply(fn, recurse)
+        self._tables()
+        return self
+
+    # ---------------------------------------------------------------------------- retrieval
+    def queries(self, x: Tensor) -> Tensor:
+        """(..., dim) -> (..., heads, key_dim): the output of ``self.query``."""
+        lead = self._check_input(x)
+        q = self.query(x.reshape(-1, self.dim))  # (M, h*dk)
+        return q.view(*lead, self.heads, self.key_dim)
+
+    def expert_keys(self, stage: int | None = None) -> Tensor:
+        """(experts at stage, key_dim); row i is the product key of global expert i."""
+        n = self.num_sub_keys if stage is None else self.stage_sub_keys[self._check_stage(stage)]
+        keys1, keys2 = self._sub_keys(n)
+        i1, i2 = id_to_pair(torch.arange(n * n, device=keys1.device))
+        return torch.cat([keys1[i1], keys2[i2]], dim=1)
+
+    def retrieve(self, x: Tensor, stage: int | Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """Top-k product-key scores ``q·k_i`` and global expert ids, each (..., heads, topk)."""
+        lead = self._check_input(x)
+        scores, idx = self._retrieve(x.reshape(-1, self.dim), self._stage_rows(stage, lead))
+        shape = (*lead, self.heads, self.topk)
+        return scores.view(shape), idx.view(shape)
+
+    def _sub_keys(self, n: int) -> tuple[Tensor, Tensor]:
+        chunks = self.stage_sub_keys.index(n) + 1
+        keys1 = torch.cat(list(self.sub_keys1[:chunks])) if chunks > 1 else self.sub_keys1[0]
+        keys2 = torch.cat(list(self.sub_keys2[:chunks])) if chunks > 1 else self.sub_keys2[0]
+        return keys1, keys2
+
+    def _stage_rows(self, stage, lead) -> int | Tensor | None:
+        """Normalise ``stage`` to None, an int, or a (M,) tensor of per-row stages."""
+        if stage is None:
+            return None
+        if not isinstance(stage, Tensor):
+            return self._check_stage(stage)
+        if stage.dtype in (torch.bool,) or stage.is_floating_point() or stage.is_complex():
+            raise ValueError(f"stage must be an integer tensor, got dtype {stage.dtype}")
+        if tuple(stage.shape) != tuple(lead[: stage.dim()]):
+            raise ValueError(
+                f"stage has shape {tuple(stage.shape)}; it must match the leading dims of x "
+                f"{tuple(lead)} (e.g. one stage per sample: shape {tuple(lead[:1])})"
+            )
+        lo, hi = int(stage.min()), int(stage.max())
+        self._check_stage(lo)
+        self._check_stage(hi)
+        if lo == hi:
+            return lo
+        rows = stage.reshape(*stage.shape, *([1] * (len(lead) - stage.dim()))).expand(*lead)
+        return rows.reshape(-1)
+
+    def _retrieve(self, x: Tensor, stage) -> tuple[Tensor, Tensor]:
+        """(M, dim) -> scores, ids each (M, heads, topk)."""
+        M = x.shape[0]
+        sizes = self.stage_sub_keys
+        limit = None
+        if stage is None:
+            n = sizes[-1]
+        elif isinstance(stage, int):
+            # Score against exactly the stage's sub-keys: the same GEMM shapes as when the
+            # stage was trained, so its outputs stay bit-identical after later growth.
+            n = sizes[stage]
+        else:
+            n = sizes[int(stage.max())]
+            limit = torch.tensor(sizes, device=x.device)[stage].repeat_interleave(self.heads)
+        keys1, keys2 = self._sub_keys(n)
+        q = self.query(x).view(M * self.heads, self.key_dim)  # (M*h, dk)
+        scores, idx = product_key_topk(q, keys1, keys2, self.topk, limit)  # (M*h, k)
+        return scores.view(M, self.heads, self.topk), idx.view(M, self.heads, self.topk)
+
+    def _check_input(self, x: Tensor) -> tuple[int, ...]:
+        if x.dim() < 1 or x.shape[-1] != self.dim:
+            raise ValueError(f"x has shape {tuple(x.shape)}; expected (..., {self.dim})")
+        return tuple(x.shape[:-1])
+
+    # ------------------------------------------------------------------------------ forward
+    def forward(self, x: Tensor, stage: int | Tensor | None = None) -> Tensor:
+        """(..., dim) -> (..., dim). ``stage`` restricts retrieval: None (all experts), an
+        int, or an integer tensor of per-sample stages over the leading dims of x."""
+        lead = self._check_input(x)
+        flat = x.reshape(-1, self.dim)  # (M, d)
+        scores, idx = self._retrieve(flat, self._stage_rows(stage, lead))  # (M, h, k)
+        gates = SCORE_FUNCTIONS[self.score](scores)  # (M, h, k)
+        idx, gates = idx.flatten(1), gates.flatten(1)  # heads summed: one bag of h*k experts
+        if self.training:
+            with torch.no_grad():
+                self.router_mass.index_add_(0, idx.reshape(-1), gates.reshape(-1).float())
+        down, up = self._tables()
+        y = expert_mix(
+            flat,
+            idx,
+            gates,
+            down=down,
+            up=up,
+            down_chunks=list(self.down),
+            up_chunks=list(self.up),
+            bounds=self._bounds(),
+            activation=self.activation,
+            sparse_grad=self.sparse_grad,
+        )
+        return y.view(*lead, self.dim)
+
+    def extra_repr(self) -> str:
+        return (
+            f"dim={self.dim}, num_experts={self.num_experts}, heads={self.heads}, "
+            f"topk={self.topk}, key_dim={self.key_dim}, stages={self.stage_sub_keys}, "
+            f"activation={self.activation}, score={self.score}, sparse_grad={self.sparse_grad}"
+        )
