@@ -7,6 +7,10 @@ import torch
 from lifelong.optim import LazyAdamW
 
 
+def sparse(indices, values, size):
+    return torch.sparse_coo_tensor(indices, values, size, check_invariants=True)
+
+
 def lazy_adamw_reference(w, grads, lr, betas, eps, decay):
     """Row-by-row lazy AdamW, written out literally (the oracle)."""
     w = w.clone()
@@ -34,7 +38,7 @@ def test_sparse_rows_follow_the_literal_lazy_adamw():
         rows = torch.randint(0, 10, (6,))  # repeats and disorder: must be summed
         vals = torch.randn(6, 4)
         grads.append((rows, vals))
-        p.grad = torch.sparse_coo_tensor(rows[None], vals, (10, 4))
+        p.grad = sparse(rows[None], vals, (10, 4))
         opt.step()
         opt.zero_grad()
     want = lazy_adamw_reference(w0, grads, 0.1, (0.8, 0.9), 1e-6, 0.05)
@@ -45,7 +49,7 @@ def test_untouched_rows_do_not_move():
     p = torch.nn.Parameter(torch.randn(8, 3))
     before = p.detach().clone()
     opt = LazyAdamW([p], lr=0.1, weight_decay=0.5)
-    p.grad = torch.sparse_coo_tensor(torch.tensor([[1, 5]]), torch.ones(2, 3), (8, 3))
+    p.grad = sparse(torch.tensor([[1, 5]]), torch.ones(2, 3), (8, 3))
     opt.step()
     moved = (p.detach() != before).any(dim=1)
     assert moved.tolist() == [False, True, False, False, False, True, False, False]
@@ -80,7 +84,7 @@ def test_frozen_parameters_release_their_state():
 def test_amsgrad_on_sparse_gradients_is_refused():
     p = torch.nn.Parameter(torch.randn(4, 2))
     opt = LazyAdamW([p], amsgrad=True)
-    p.grad = torch.sparse_coo_tensor(torch.tensor([[0]]), torch.ones(1, 2), (4, 2))
+    p.grad = sparse(torch.tensor([[0]]), torch.ones(1, 2), (4, 2))
     try:
         opt.step()
     except ValueError as e:
@@ -92,7 +96,7 @@ def test_amsgrad_on_sparse_gradients_is_refused():
 def test_bias_correction_uses_the_parameter_step_count():
     p = torch.nn.Parameter(torch.zeros(2, 1))
     opt = LazyAdamW([p], lr=1.0, betas=(0.9, 0.999), eps=0.0)
-    p.grad = torch.sparse_coo_tensor(torch.tensor([[0]]), torch.tensor([[2.0]]), (2, 1))
+    p.grad = sparse(torch.tensor([[0]]), torch.tensor([[2.0]]), (2, 1))
     opt.step()
     # First Adam step moves by exactly lr * sign(g).
     assert math.isclose(float(p.detach()[0, 0]), -1.0, rel_tol=1e-6)
