@@ -21,9 +21,12 @@ from the Parameters, which are always the source of truth.
 """
 
 import math
+from collections import OrderedDict
+from collections.abc import Callable
 
 import torch
 from torch import Tensor, nn
+from torch.utils.hooks import RemovableHandle
 
 from .expert_mix import ACTIVATIONS, expert_mix
 from .product_keys import id_to_pair, product_key_topk
@@ -127,6 +130,7 @@ class PEER(nn.Module):
         self._up = torch.empty(0, dim)
         # z'_i = Σ_x g_i(x) over training tokens (Lample et al. 2019): drives upcycling.
         self.register_buffer("router_mass", torch.zeros(0))
+        self._routing_hooks: OrderedDict[int, Callable] = OrderedDict()
         self._add_stage(n, init="random", source_mass=None, noise=0.0)
 
     # ----------------------------------------------------------------------------- sizes
@@ -364,6 +368,16 @@ class PEER(nn.Module):
             raise ValueError(f"x has shape {tuple(x.shape)}; expected (..., {self.dim})")
         return tuple(x.shape[:-1])
 
+    def register_routing_hook(
+        self, hook: Callable[["PEER", Tensor, Tensor], None]
+    ) -> RemovableHandle:
+        """Call ``hook(layer, idx, gates)`` after each forward's retrieval, where ``idx`` and
+        ``gates`` are the (M, heads*topk) expert ids and router weights (detached). Metrics
+        use it to accumulate expert usage. Returns a handle whose ``remove()`` unhooks."""
+        handle = RemovableHandle(self._routing_hooks)
+        self._routing_hooks[handle.id] = hook
+        return handle
+
     # ------------------------------------------------------------------------------ forward
     def forward(self, x: Tensor, stage: int | Tensor | None = None) -> Tensor:
         """(..., dim) -> (..., dim). ``stage`` restricts retrieval: None (all experts), an
@@ -376,6 +390,8 @@ class PEER(nn.Module):
         if self.training:
             with torch.no_grad():
                 self.router_mass.index_add_(0, idx.reshape(-1), gates.reshape(-1).float())
+        for hook in self._routing_hooks.values():
+            hook(self, idx.detach(), gates.detach())
         down, up = self._tables()
         y = expert_mix(
             flat,

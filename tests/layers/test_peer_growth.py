@@ -118,3 +118,18 @@ def test_upcycle_defaults_to_the_router_mass_seen_in_training():
     top = int(mass.argmax())
     assert torch.equal(layer.down[1][0], layer.down[0][top])
     assert layer.router_mass.shape == (25,)
+
+
+def test_routing_hook_sees_every_retrieval_and_can_be_removed():
+    layer = PEER(6, num_experts=9, heads=2, topk=2, key_dim=4).eval()
+    seen = []
+    handle = layer.register_routing_hook(lambda mod, idx, gates: seen.append((idx, gates)))
+    x = torch.randn(5, 6)
+    layer(x, stage=0)
+    idx, gates = seen[0]
+    _, want = layer.retrieve(x, stage=0)
+    assert torch.equal(idx, want.flatten(1))  # (M, heads*topk)
+    torch.testing.assert_close(gates.sum(1), torch.full((5,), 2.0))  # softmax per head
+    handle.remove()
+    layer(x)
+    assert len(seen) == 1
