@@ -1,0 +1,133 @@
+"""Turn a run config into objects: device, model, criterion, Avalanche strategy.
+
+Config objects stop here: layers and models receive flat keyword arguments (BRIEF §7).
+"""
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .layers import PEER
+from .layers.dense import DenseFFN
+from .models.growing import GrowingExperts
+from .models.mlp import MLPClassifier
+from .models.transformer import ByteTransformerLM
+
+STRATEGIES = ("naive", "ewc", "si", "lwf", "replay")
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device=cuda but no CUDA device is available; use device=auto or cpu")
+    if name not in ("cpu", "cuda"):
+        raise ValueError(f"device={name!r} is not supported; choose auto, cpu or cuda")
+    return torch.device(name)
+
+
+class LMCrossEntropy(nn.Module):
+    """Mean next-byte cross-entropy: logits (B, T, V), targets (B, T)."""
+
+    def forward(self, logits: Tensor, targets: Tensor) -> Tensor:
+        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1))
+
+
+def dense_hidden(model_cfg) -> int:
+    """Dense FFN width with the active parameters per token of the PEER layer (h·k)."""
+    if model_cfg.dense_hidden is not None:
+        return model_cfg.dense_hidden
+    return model_cfg.peer.heads * model_cfg.peer.topk
+
+
+def build_ffn(cfg, *, expert: bool) -> GrowingExperts:
+    """The FFN of one block: the configured expert layer, or a dense FFN that never grows."""
+    m, g = cfg.model, cfg.growth
+    if expert and m.ffn == "peer":
+        p = m.peer
+        layer = PEER(
+            m.dim,
+            num_experts=p.num_experts,
+            heads=p.heads,
+            topk=p.topk,
+            key_dim=p.key_dim,
+            activation=p.activation,
+            score=p.score,
+            query_batchnorm=p.query_batchnorm,
+        )
+    elif expert and m.ffn == "dense":
+        layer = DenseFFN(m.dim, hidden=dense_hidden(m), activation=m.peer.activation)
+    elif expert:
+        raise ValueError(f"model.ffn={m.ffn!r} is not supported; choose peer or dense")
+    else:  # the transformer's ordinary blocks: a standard 4x MLP
+        layer = DenseFFN(m.dim, hidden=4 * m.dim)
+    return GrowingExperts(
+        layer,
+        policy=g.policy,
+        grow_sub_keys=g.sub_keys,
+        init=g.init,
+        routing=g.routing,
+        freeze_query=g.freeze_query,
+    )
+
+
+def build_model(cfg, spec) -> nn.Module:
+    m = cfg.model
+    if spec.task == "lm":
+        if m.kind != "transformer":
+            raise ValueError(
+                f"stream '{cfg.stream.kind}' is language modelling; set model.kind=transformer"
+            )
+        return ByteTransformerLM(
+            dim=m.dim,
+            n_layers=m.n_layers,
+            n_heads=m.n_heads,
+            seq_len=spec.input_shape[0],
+            make_ffn=lambda i, is_expert: build_ffn(cfg, expert=is_expert),
+            expert_blocks=None if m.expert_blocks is None else list(m.expert_blocks),
+        )
+    if m.kind != "mlp":
+        raise ValueError(f"stream '{cfg.stream.kind}' is classification; set model.kind=mlp")
+    in_features = 1
+    for s in spec.input_shape:
+        in_features *= s
+    return MLPClassifier(
+        in_features=in_features,
+        num_classes=spec.num_classes,
+        dim=m.dim,
+        ffn=build_ffn(cfg, expert=True),
+        head=m.head,
+    )
+
+
+def build_strategy(cfg, *, model, optimizer, criterion, evaluator, device, plugins=()):
+    from avalanche.training import EWC, LwF, Naive, Replay, SynapticIntelligence
+
+    t = cfg.train
+    common = dict(
+        model=model,
+        optimizer=optimizer,
+        criterion=criterion,
+        train_mb_size=t.batch_size,
+        train_epochs=t.epochs,
+        eval_mb_size=t.eval_batch_size,
+        device=device,
+        plugins=list(plugins),
+        evaluator=evaluator,
+    )
+    if t.strategy == "naive":
+        return Naive(**common)
+    if t.strategy == "ewc":
+        return EWC(ewc_lambda=t.ewc_lambda, mode="separate", **common)
+    if t.strategy == "si":
+        return SynapticIntelligence(si_lambda=t.si_lambda, **common)
+    if t.strategy == "lwf":
+        if cfg.model.kind == "transformer":
+            raise ValueError(
+                "train.strategy=lwf distils class logits (Avalanche LwF) and does not support "
+                "language models; use naive, ewc, si or replay"
+            )
+        return LwF(alpha=t.lwf_alpha, temperature=t.lwf_temperature, **common)
+    if t.strategy == "replay":
+        return Replay(mem_size=t.replay_mem_size, **common)
+    raise ValueError(f"train.strategy={t.strategy!r} is not supported; choose one of {STRATEGIES}")

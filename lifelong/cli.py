@@ -1,0 +1,96 @@
+"""The ``lifelong`` command line.
+
+    lifelong run configs/split_digits_task_il.yaml train.epochs=2 name=quick
+    lifelong run                      # the default: the text-domain stream
+
+Bad input (an unknown key, a wrong type, a missing file or data path) prints one line on
+stderr and exits with status 2. Set LIFELONG_DEBUG=1 to see the traceback instead.
+"""
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+DEFAULT_CONFIG = "configs/text_domains.yaml"
+
+
+def default_config() -> Path:
+    """configs/text_domains.yaml here, else the one beside the package (editable installs)."""
+    here = Path(DEFAULT_CONFIG)
+    return here if here.is_file() else Path(__file__).resolve().parents[1] / DEFAULT_CONFIG
+
+
+RUN_HELP = """\
+Train a model whose expert layers grow over a stream of experiences, evaluate the whole
+test stream after every experience, and write to <runs_dir>/<name>/:
+  config.yaml    the resolved config
+  metrics.json   accuracy (or perplexity) matrix, average, forgetting, BWT, FWT,
+                 expert usage and KL non-uniformity
+  *.png          matrix heatmap, forgetting curves, expert-usage maps
+  events.*       TensorBoard scalars, forgetting curves, usage heatmaps, hparams
+Then:  tensorboard --logdir <runs_dir>
+
+Overrides are dotted key=value pairs merged onto the config, e.g.
+  model.ffn=dense growth.policy=never train.epochs=5 name=dense_naive runs_dir=runs
+The keys and their meaning are in lifelong/config.py and docs/running.md.
+"""
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="lifelong",
+        description="Continual learning by expert growth (PEER layers that grow per task).",
+        epilog="Run 'lifelong run --help' for the options of a run.",
+    )
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    r = sub.add_parser(
+        "run",
+        help="train and evaluate over a task stream",
+        description=RUN_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    r.add_argument(
+        "config",
+        nargs="?",
+        help=f"YAML config (default: {DEFAULT_CONFIG}); a key=value here is an override",
+    )
+    r.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")
+    return p
+
+
+def _run(args) -> int:
+    from .config import load_config
+    from .training.run import run
+
+    config, overrides = args.config, list(args.overrides)
+    if config is not None and "=" in config and not config.endswith((".yaml", ".yml")):
+        config, overrides = None, [config, *overrides]
+    if config is None:
+        config = default_config()
+    cfg = load_config(config, overrides)
+    run_dir = run(cfg)
+    print(f"run finished: {run_dir}\n  tensorboard --logdir {run_dir.parent}")
+    return 0
+
+
+def main(argv=None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command is None:
+        _parser().print_help()
+        return 2
+    try:
+        return _run(args)
+    except KeyboardInterrupt:
+        print("lifelong: interrupted", file=sys.stderr)
+        return 130
+    except (ValueError, FileNotFoundError) as err:
+        if os.environ.get("LIFELONG_DEBUG"):
+            raise
+        message = str(err).splitlines()[0] if str(err) else type(err).__name__
+        print(f"lifelong: error: {message}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

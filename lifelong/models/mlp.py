@@ -1,0 +1,47 @@
+"""An MLP classifier whose hidden FFN is pluggable (PEER, dense, or any expert layer)."""
+
+import torch
+from avalanche.models import MultiTaskModule
+from torch import Tensor, nn
+
+from .growing import GrowingExperts
+from .heads import TaskHeads
+
+
+class MLPClassifier(MultiTaskModule):
+    """x (B, *input_shape) -> logits (B, num_classes).
+
+    ``stem`` (Linear + ReLU) -> residual FFN block ``h + ffn(h, task_labels)`` -> head.
+    ``head="multi"`` gives one head per task label (the usual task-IL setup);
+    ``"single"`` one shared head.
+    """
+
+    def __init__(
+        self,
+        *,
+        in_features: int,
+        num_classes: int,
+        dim: int,
+        ffn: GrowingExperts,
+        head: str = "single",
+    ):
+        super().__init__()
+        if head not in ("single", "multi"):
+            raise ValueError(f"head={head!r} is not supported; choose 'single' or 'multi'")
+        self.stem = nn.Sequential(nn.Flatten(), nn.Linear(in_features, dim), nn.ReLU())
+        self.ffn = ffn
+        self.multi_head = head == "multi"
+        self.head = TaskHeads(dim, num_classes) if self.multi_head else nn.Linear(dim, num_classes)
+
+    def forward(self, x: Tensor, task_labels: Tensor | None = None):
+        """x (B, ...), task_labels (B,) -> logits (B, num_classes); without task labels,
+        a dict {task label: logits} over the tasks trained so far (as Avalanche expects)."""
+        if task_labels is None:  # Avalanche's MultiTaskModule contract: {task: output}
+            return self.forward_all_tasks(x)
+        h = self.stem(x)  # (B, dim)
+        h = h + self.ffn(h, task_labels)
+        return self.head(h, task_labels) if self.multi_head else self.head(h)
+
+    def forward_single_task(self, x: Tensor, task_label: int) -> Tensor:
+        labels = torch.full((x.shape[0],), task_label, dtype=torch.long, device=x.device)
+        return self.forward(x, labels)

@@ -1,0 +1,1 @@
+"""Running continual-learning experiments: the run loop, plugins and reports."""
