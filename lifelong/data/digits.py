@@ -1,0 +1,103 @@
+"""Split Digits and Permuted Digits: scikit-learn's `load_digits()`, present on every machine.
+
+The data are the 1,797 real 8x8 handwritten digits of the UCI "Optical Recognition of
+Handwritten Digits" test set as shipped with scikit-learn (sklearn/datasets/data/digits.csv.gz),
+gray levels 0-16 scaled to [0, 1], flattened to 64 features. Nothing is downloaded.
+"""
+
+import numpy as np
+import torch
+from sklearn.datasets import load_digits
+from sklearn.model_selection import train_test_split
+
+from .checks import fraction, one_of, positive_int, seed_int
+from .errors import DataError
+from .experiences import class_range_name, classification_dataset, make_benchmark
+from .spec import StreamSpec
+
+NUM_CLASSES = 10
+
+
+def digits_split(test_fraction: float, seed: int):
+    """Stratified, disjoint train/test split: (x_train, y_train, x_test, y_test), x: (N, 64)."""
+    digits = load_digits()
+    x = (digits.data / 16.0).astype(np.float32)  # (1797, 64) in [0, 1]
+    y = digits.target.astype(np.int64)  # (1797,) in 0..9
+    # Identical images in both splits would leak; drop repeats (none in the current release).
+    _, first = np.unique(x, axis=0, return_index=True)
+    keep = np.sort(first)
+    x_tr, x_te, y_tr, y_te = train_test_split(
+        x[keep], y[keep], test_size=test_fraction, stratify=y[keep], random_state=seed
+    )
+    return (torch.from_numpy(a) for a in (x_tr, y_tr, x_te, y_te))
+
+
+def split_digits(
+    *,
+    scenario: str = "class-il",
+    n_experiences: int = 5,
+    test_fraction: float = 0.2,
+    seed: int = 0,
+) -> StreamSpec:
+    """Classes (0,1), (2,3), ... in that order, original labels 0-9 kept.
+
+    class-il: task label 0 everywhere; task-il: task label = experience index.
+    """
+    one_of("scenario", scenario, ("class-il", "task-il"))
+    positive_int("n_experiences", n_experiences)
+    if NUM_CLASSES % n_experiences:
+        raise DataError(
+            f"split_digits cannot split 10 classes into n_experiences={n_experiences} equal "
+            "groups; choose 1, 2, 5 or 10"
+        )
+    x_tr, y_tr, x_te, y_te = digits_split(fraction("test_fraction", test_fraction), seed_int(seed))
+    per = NUM_CLASSES // n_experiences
+    train, test, names = [], [], []
+    for e in range(n_experiences):
+        classes = torch.arange(e * per, (e + 1) * per)
+        t = e if scenario == "task-il" else 0
+        on_tr, on_te = torch.isin(y_tr, classes), torch.isin(y_te, classes)
+        train.append(classification_dataset(x_tr[on_tr], y_tr[on_tr], t))
+        test.append(classification_dataset(x_te[on_te], y_te[on_te], t))
+        names.append(class_range_name("digits", classes.tolist()))
+    return StreamSpec(
+        benchmark=make_benchmark(train, test, classification=True),
+        task="classification",
+        scenario=scenario,
+        input_shape=(64,),
+        num_classes=NUM_CLASSES,
+        experience_names=names,
+    )
+
+
+def permuted_digits(
+    *,
+    n_experiences: int = 5,
+    seed: int = 0,
+    task_labels: bool = False,
+    test_fraction: float = 0.2,
+) -> StreamSpec:
+    """All 10 classes per experience; experience 0 as is, every other one under its own fixed
+    random pixel permutation (drawn from `seed`), applied to the same train/test split.
+
+    Without task labels this is domain-IL; task_labels=True gives experience e task label e,
+    i.e. task-IL (the task is known at test time).
+    """
+    positive_int("n_experiences", n_experiences)
+    x_tr, y_tr, x_te, y_te = digits_split(fraction("test_fraction", test_fraction), seed_int(seed))
+    rng = np.random.default_rng(seed)
+    train, test, names = [], [], []
+    for e in range(n_experiences):
+        perm = torch.arange(64) if e == 0 else torch.from_numpy(rng.permutation(64))
+        t = e if task_labels else 0
+        train.append(classification_dataset(x_tr[:, perm], y_tr, t))
+        test.append(classification_dataset(x_te[:, perm], y_te, t))
+        names.append("identity" if e == 0 else f"permutation {e}")
+    return StreamSpec(
+        benchmark=make_benchmark(train, test, classification=True),
+        task="classification",
+        scenario="task-il" if task_labels else "domain-il",
+        input_shape=(64,),
+        num_classes=NUM_CLASSES,
+        experience_names=names,
+    )

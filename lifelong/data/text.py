@@ -1,0 +1,175 @@
+"""Byte-level language-modelling streams: one experience per text domain.
+
+`text_domains` uses text every installation has (see text_sources); `text_files` the user's
+own files and folders. Each domain's bytes are split into disjoint train and test regions
+(byte_windows) and fixed windows of seq_len + 1 bytes are drawn from them with the seed:
+x = window[:-1], y = window[1:].
+"""
+
+import math
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+
+from .byte_windows import domain_rng, sample_starts, split_regions
+from .checks import fraction, positive_int, seed_int
+from .errors import DataError
+from .experiences import lm_dataset, make_benchmark
+from .spec import StreamSpec
+from .text_sources import DEFAULT_DOMAINS, files_bytes, walk_files
+
+BYTE_VOCAB = 256
+DEFAULT_MAX_BYTES = 2_000_000  # per domain: reading stays well under a second
+
+
+def lm_stream(
+    domains: Sequence[tuple[str, bytes]],
+    *,
+    seq_len: int,
+    train_sequences: int,
+    test_sequences: int,
+    seed: int,
+    task_labels: bool,
+    test_fraction: float,
+) -> StreamSpec:
+    """One experience per (name, bytes) domain; task label = domain index if task_labels."""
+    window = seq_len + 1
+    train, test = [], []
+    for i, (name, data) in enumerate(domains):
+        regions = split_regions(len(data), window, test_fraction)
+        if regions is None:
+            need = math.ceil(window / min(test_fraction, 1 - test_fraction)) + 2
+            raise DataError(
+                f"text domain {name!r} has {len(data)} bytes, too few for seq_len={seq_len} "
+                f"with test_fraction={test_fraction}: give it at least {need} bytes or "
+                "lower seq_len"
+            )
+        train_regions, test_regions = regions
+        tensor = torch.frombuffer(bytearray(data), dtype=torch.uint8)  # (n_bytes,)
+        t = i if task_labels else 0
+        starts = sample_starts(
+            train_regions, window, train_sequences, domain_rng(seed, name, "train")
+        )
+        train.append(lm_dataset(tensor, starts, seq_len, t))
+        starts = sample_starts(test_regions, window, test_sequences, domain_rng(seed, name, "test"))
+        test.append(lm_dataset(tensor, starts, seq_len, t))
+    return StreamSpec(
+        benchmark=make_benchmark(train, test, classification=False),
+        task="lm",
+        scenario="lm",
+        input_shape=(seq_len,),
+        num_classes=BYTE_VOCAB,
+        experience_names=[name for name, _ in domains],
+    )
+
+
+def _check_lm_options(seq_len, train_sequences, test_sequences, seed, test_fraction, max_bytes):
+    positive_int("seq_len", seq_len)
+    positive_int("train_sequences", train_sequences)
+    positive_int("test_sequences", test_sequences)
+    positive_int("max_bytes", max_bytes)
+    seed_int(seed)
+    fraction("test_fraction", test_fraction)
+
+
+def text_domains(
+    *,
+    domains: Sequence[str] = ("python", "prose", "c_headers", "csv"),
+    seq_len: int = 64,
+    train_sequences: int = 2048,
+    test_sequences: int = 256,
+    seed: int = 0,
+    task_labels: bool = True,
+    test_fraction: float = 0.1,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+) -> StreamSpec:
+    """The project's default stream: installed Python source, prose, C headers and CSV tables
+    (sources in lifelong/data/text_sources.py), at most max_bytes read per domain."""
+    _check_lm_options(seq_len, train_sequences, test_sequences, seed, test_fraction, max_bytes)
+    if isinstance(domains, str) or not domains:
+        raise DataError(f"domains must be a non-empty list of names, got {domains!r}")
+    texts = []
+    for name in domains:
+        if name not in DEFAULT_DOMAINS:
+            valid = ", ".join(DEFAULT_DOMAINS)
+            raise DataError(
+                f"unknown text domain {name!r}; choose from {valid}, or use kind text_files"
+            )
+        read, where = DEFAULT_DOMAINS[name]
+        data = read(max_bytes)
+        if not data:
+            raise DataError(
+                f"text domain {name!r} is empty: no bytes found in {where}; "
+                "check the installation or leave the domain out"
+            )
+        texts.append((name, data))
+    return lm_stream(
+        texts,
+        seq_len=seq_len,
+        train_sequences=train_sequences,
+        test_sequences=test_sequences,
+        seed=seed,
+        task_labels=task_labels,
+        test_fraction=test_fraction,
+    )
+
+
+def _visible(name: str) -> bool:
+    return not name.startswith(".")
+
+
+def _path_files(path: Path):
+    """A file itself, or a folder's regular files, recursively, sorted, skipping hidden ones."""
+    if path.is_file():
+        return iter([path])
+    return walk_files(path, _visible, _visible)
+
+
+def text_files(
+    *,
+    paths: Sequence[str],
+    names: Sequence[str] | None = None,
+    seq_len: int = 64,
+    train_sequences: int = 2048,
+    test_sequences: int = 256,
+    seed: int = 0,
+    task_labels: bool = True,
+    test_fraction: float = 0.1,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+) -> StreamSpec:
+    """The user's own text: one domain per path, a file or a folder (all its regular files,
+    recursively, in sorted order; hidden names skipped; .gz decompressed)."""
+    _check_lm_options(seq_len, train_sequences, test_sequences, seed, test_fraction, max_bytes)
+    paths = [paths] if isinstance(paths, str | os.PathLike) else list(paths)
+    if not paths:
+        raise DataError("paths is empty; pass one file or folder per domain, e.g. paths=['a.txt']")
+    if names is None:
+        names = [Path(p).stem if Path(p).is_file() else Path(p).name for p in paths]
+    names = [names] if isinstance(names, str) else list(names)
+    if len(names) != len(paths):
+        raise DataError(f"names has {len(names)} entries for {len(paths)} paths; give one per path")
+    if len(set(names)) != len(names):
+        raise DataError(f"domain names {names} repeat; pass distinct names=[...], one per path")
+    texts = []
+    for name, p in zip(names, paths, strict=True):
+        path = Path(p).expanduser()
+        if not path.exists():
+            raise DataError(f"data path '{p}' does not exist; pass an existing file or folder")
+        data = files_bytes(_path_files(path), max_bytes)
+        if not data:
+            raise DataError(
+                f"text domain {name!r} is empty: no bytes found in '{p}'; "
+                "add text there or leave the path out"
+            )
+        texts.append((name, data))
+    return lm_stream(
+        texts,
+        seq_len=seq_len,
+        train_sequences=train_sequences,
+        test_sequences=test_sequences,
+        seed=seed,
+        task_labels=task_labels,
+        test_fraction=test_fraction,
+    )
