@@ -1,0 +1,175 @@
+"""``ExperienceMatrix``: the accuracy or perplexity matrix R[i][j] of a continual run,
+collected by an Avalanche plugin metric, with its summaries (BRIEF §4).
+
+- Row i = after training through experience i (``TrainingProgress.trained - 1``). An
+  evaluation before any training fills ``initial`` (the random-init baseline of FWT).
+- Per evaluated experience j it emits ``Top1_Acc_Exp/eval_phase/test_stream/Task{t}/Exp{j}``
+  (or ``Perplexity_Exp/...``) at x = number of trained experiences, so each experience's
+  TensorBoard curve is its forgetting curve.
+- At the end of an evaluation stream whose rows 0..i are complete it emits
+  ``Average_Accuracy`` (``Average_Perplexity``), ``Forgetting``, ``BWT`` and ``FWT`` of
+  ``summarize_matrix`` at row i.
+
+Accuracy is correct/total of ``mb_output.argmax(-1) == mb_y``; perplexity is
+exp(Σ token NLL / tokens) from logits (B, T, V) and targets (B, T) (any (..., V) logits
+with (...) targets work, classification included). Targets equal to -100 (PyTorch's
+``ignore_index``, e.g. padding) count in neither. Accumulators are float64 and stay on the
+model's device until the experience ends, so no per-batch device sync.
+"""
+
+import math
+
+import torch
+import torch.nn.functional as F
+from avalanche.evaluation.metric_results import MetricValue
+
+from .continual import summarize_matrix
+from .names import strategy_metric_name
+from .progress import TrainingProgress
+
+IGNORE_INDEX = -100
+
+# kind -> (per-experience metric name, stream average name, higher is better)
+KINDS = {
+    "accuracy": ("Top1_Acc_Exp", "Average_Accuracy", True),
+    "perplexity": ("Perplexity_Exp", "Average_Perplexity", False),
+}
+
+
+class ExperienceMatrix(TrainingProgress):
+    """Collects R[i][j] for ``kind`` "accuracy" or "perplexity" over ``stream``.
+
+    Attributes:
+        matrix: complete rows 0..T'-1 (list of lists of float), [trained through][evaluated].
+        initial: the metric on every experience before training, or None if not evaluated.
+    """
+
+    def __init__(self, kind: str = "accuracy", *, stream: str | None = "test"):
+        if kind not in KINDS:
+            raise ValueError(f"kind={kind!r} is not supported; choose one of {sorted(KINDS)}")
+        super().__init__(stream)
+        self.kind = kind
+        self.exp_name, self.average_name, self.higher_is_better = KINDS[kind]
+        self._rows: dict[int, dict[int, float]] = {}  # i -> {j: R[i][j]}
+        self._initial: dict[int, float] = {}  # j -> metric before any training
+        self._num_experiences = 0  # T: length of the evaluated stream
+        self._recording = False
+        self._recorded_this_eval = False
+        self._numerator: torch.Tensor | None = None  # correct predictions or NLL sum
+        self._tokens: torch.Tensor | None = None  # targets counted
+
+    def __str__(self) -> str:
+        return self.exp_name
+
+    # ------------------------------------------------------------------------ results
+    @property
+    def matrix(self) -> list[list[float]]:
+        T = self._num_experiences
+        rows = []
+        for i in range(T):
+            row = self._rows.get(i, {})
+            if any(j not in row for j in range(T)):
+                break
+            rows.append([row[j] for j in range(T)])
+        return rows
+
+    @property
+    def initial(self) -> list[float] | None:
+        T = self._num_experiences
+        if T == 0 or any(j not in self._initial for j in range(T)):
+            return None
+        return [self._initial[j] for j in range(T)]
+
+    def summary(self) -> dict[str, float | None] | None:
+        """``summarize_matrix`` at the last complete row; None before the first one."""
+        rows = self.matrix
+        if not rows:
+            return None
+        return summarize_matrix(rows, higher_is_better=self.higher_is_better, initial=self.initial)
+
+    def result(self) -> list[list[float]]:
+        return self.matrix
+
+    def reset(self) -> None:
+        """Forget everything, training progress included (Avalanche never calls this on a
+        plain PluginMetric; it is for reusing the metric in a new run)."""
+        self.reset_progress()
+        self._rows, self._initial, self._num_experiences = {}, {}, 0
+        self._numerator = self._tokens = None
+
+    # ---------------------------------------------------------------------- callbacks
+    def before_eval(self, strategy):
+        self._recorded_this_eval = False
+
+    def before_eval_exp(self, strategy):
+        self._recording = self.records(strategy)
+        self._numerator = self._tokens = None
+
+    def after_eval_iteration(self, strategy):
+        if self._recording:
+            self._update(strategy.mb_output.detach(), strategy.mb_y.detach())
+
+    def after_eval_exp(self, strategy):
+        if not self._recording or self._tokens is None or int(self._tokens) == 0:
+            return None
+        value = self._value()
+        exp = strategy.experience
+        j = int(exp.current_experience)
+        try:
+            length = len(exp.origin_stream)
+        except TypeError:  # a generator stream has no length
+            length = 0
+        self._num_experiences = max(self._num_experiences, length, j + 1)
+        if self.trained == 0:
+            self._initial[j] = value
+        else:
+            self._rows.setdefault(self.trained - 1, {})[j] = value
+        self._recorded_this_eval = True
+        name = strategy_metric_name(self.exp_name, strategy, task=True, experience=True)
+        return [MetricValue(self, name, value, self.trained)]
+
+    def after_eval(self, strategy):
+        if not self._recorded_this_eval or self.trained == 0:
+            return None
+        rows = self.matrix
+        if len(rows) < self.trained:
+            return None  # rows 0..trained-1 are not all complete yet
+        summary = summarize_matrix(
+            rows[: self.trained], higher_is_better=self.higher_is_better, initial=self.initial
+        )
+        names = {
+            "average": self.average_name,
+            "forgetting": "Forgetting",
+            "bwt": "BWT",
+            "fwt": "FWT",
+        }
+        return [
+            MetricValue(self, strategy_metric_name(names[key], strategy), value, self.trained)
+            for key, value in summary.items()
+            if value is not None
+        ]
+
+    # ------------------------------------------------------------------- accumulation
+    def _update(self, output: torch.Tensor, targets: torch.Tensor):
+        """output (..., C) scores or logits; targets (...) class ids."""
+        valid = targets != IGNORE_INDEX  # (...)
+        if self.kind == "accuracy":
+            numerator = ((output.argmax(-1) == targets) & valid).sum()
+        else:
+            logits = output.reshape(-1, output.shape[-1]).float()  # (B*T, V)
+            numerator = F.cross_entropy(
+                logits, targets.reshape(-1), ignore_index=IGNORE_INDEX, reduction="sum"
+            )
+        numerator = numerator.to(torch.float64)
+        tokens = valid.sum()
+        if self._numerator is None:
+            self._numerator, self._tokens = numerator, tokens
+        else:
+            self._numerator = self._numerator + numerator
+            self._tokens = self._tokens + tokens
+
+    def _value(self) -> float:
+        mean = float(self._numerator) / int(self._tokens)
+        if self.kind == "accuracy":
+            return mean
+        return math.exp(mean) if mean < 709.0 else math.inf  # exp overflows a float64 at 709.8

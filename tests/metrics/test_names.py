@@ -1,0 +1,21 @@
+"""Metric names are built from integer ids with Avalanche's template (BRIEF §5)."""
+
+from lifelong.metrics import format_metric_name
+
+
+def test_ids_are_zero_padded_integers_past_nine():
+    name = format_metric_name("Top1_Acc_Exp", phase="eval", stream="test", task=12, experience=10)
+    assert name == "Top1_Acc_Exp/eval_phase/test_stream/Task012/Exp010"
+    # a hand-made f"Task00{t}" would give "Task0012"
+    assert format_metric_name("X", phase="eval", stream="test", experience=123).endswith("Exp123")
+
+
+def test_optional_levels_and_extra_parts():
+    assert format_metric_name("BWT", phase="eval", stream="test") == "BWT/eval_phase/test_stream"
+    name = format_metric_name(
+        "ExpertUsage", phase="eval", stream="test", experience=3, extra=("blocks.1.peer", "stage2")
+    )
+    assert name == "ExpertUsage/eval_phase/test_stream/Exp003/blocks.1.peer/stage2"
+    assert format_metric_name("A", phase="train", stream="train", task=0) == (
+        "A/train_phase/train_stream/Task000"
+    )
