@@ -3,6 +3,8 @@
 Config objects stop here: layers and models receive flat keyword arguments (BRIEF §7).
 """
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -33,11 +35,24 @@ class LMCrossEntropy(nn.Module):
         return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1))
 
 
+def peer_active_params(model_cfg) -> int:
+    """Parameters one token uses in the configured PEER layer: the query network, every
+    sub-key (all are scored), and heads·topk experts of 2·dim weights each."""
+    p, d = model_cfg.peer, model_cfg.dim
+    key_dim = p.key_dim or d
+    query = d * p.heads * key_dim + (
+        2 * p.heads * key_dim if p.query_batchnorm else p.heads * key_dim
+    )
+    sub_keys = 2 * math.isqrt(p.num_experts) * (key_dim // 2)
+    return query + sub_keys + p.heads * p.topk * 2 * d
+
+
 def dense_hidden(model_cfg) -> int:
-    """Dense FFN width with the active parameters per token of the PEER layer (h·k)."""
+    """Dense FFN width with the active parameters per token of the configured PEER layer,
+    so that dense baselines are compared at equal active parameters (BRIEF §2)."""
     if model_cfg.dense_hidden is not None:
         return model_cfg.dense_hidden
-    return model_cfg.peer.heads * model_cfg.peer.topk
+    return max(1, round(peer_active_params(model_cfg) / (2 * model_cfg.dim)))
 
 
 def build_ffn(cfg, *, expert: bool) -> GrowingExperts:
@@ -97,6 +112,7 @@ def build_model(cfg, spec) -> nn.Module:
         dim=m.dim,
         ffn=build_ffn(cfg, expert=True),
         head=m.head,
+        stem=m.stem,
     )
 
 

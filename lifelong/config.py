@@ -35,14 +35,16 @@ class ModelConfig:
     kind: str = "mlp"  # mlp (classification) | transformer (byte LM)
     ffn: str = "peer"  # the pluggable FFN: peer | dense
     dim: int = 64  # model width
-    dense_hidden: int | None = None  # dense FFN width; default heads*topk (equal active params)
+    dense_hidden: int | None = None  # dense FFN width; default: the PEER layer's active params
     head: str = "single"  # mlp: single head | multi (one per task label, task-IL)
+    stem: bool = True  # mlp: Linear+ReLU before the FFN; false feeds the input (dim = features)
     n_layers: int = 4  # transformer blocks
     n_heads: int = 4  # attention heads
     expert_blocks: list[int] | None = None  # transformer blocks with the expert FFN; default middle
     peer: PEERConfig = field(default_factory=PEERConfig)
-    # Parameter-name prefixes frozen from the second experience on (e.g. ["stem"]): shared
-    # parameters that growth alone does not protect.
+    # Shared parameters frozen from the second experience on: name prefixes (e.g. ["stem"]),
+    # or ["shared"] for every parameter that growth does not manage (experts, sub-keys,
+    # query networks and per-task heads are managed by growth).
     freeze_after_first: list[str] = field(default_factory=list)
 
 

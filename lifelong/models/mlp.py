@@ -4,14 +4,15 @@ import torch
 from avalanche.models import MultiTaskModule
 from torch import Tensor, nn
 
-from .growing import GrowingExperts
+from .growing import GrowingExperts, experience_task_labels
 from .heads import TaskHeads
 
 
 class MLPClassifier(MultiTaskModule):
     """x (B, *input_shape) -> logits (B, num_classes).
 
-    ``stem`` (Linear + ReLU) -> residual FFN block ``h + ffn(h, task_labels)`` -> head.
+    ``stem`` (Linear + ReLU, or nothing with ``stem=False``) -> residual FFN block
+    ``h + ffn(h, task_labels)`` -> head.
     ``head="multi"`` gives one head per task label (the usual task-IL setup);
     ``"single"`` one shared head.
     """
@@ -24,11 +25,17 @@ class MLPClassifier(MultiTaskModule):
         dim: int,
         ffn: GrowingExperts,
         head: str = "single",
+        stem: bool = True,
     ):
         super().__init__()
         if head not in ("single", "multi"):
             raise ValueError(f"head={head!r} is not supported; choose 'single' or 'multi'")
-        self.stem = nn.Sequential(nn.Flatten(), nn.Linear(in_features, dim), nn.ReLU())
+        if not stem and in_features != dim:
+            raise ValueError(f"model.stem=false needs model.dim == input features ({in_features})")
+        # Without a stem the expert layer reads the input itself: nothing shared but the
+        # (frozen) query network and the per-task heads stands between tasks.
+        layers = [nn.Flatten(), nn.Linear(in_features, dim), nn.ReLU()] if stem else [nn.Flatten()]
+        self.stem = nn.Sequential(*layers)
         self.ffn = ffn
         self.multi_head = head == "multi"
         self.head = TaskHeads(dim, num_classes) if self.multi_head else nn.Linear(dim, num_classes)
@@ -41,6 +48,12 @@ class MLPClassifier(MultiTaskModule):
         h = self.stem(x)  # (B, dim)
         h = h + self.ffn(h, task_labels)
         return self.head(h, task_labels) if self.multi_head else self.head(h)
+
+    def adaptation(self, experience):
+        # MultiTaskModule.adaptation also reads classes_in_this_experience, which a
+        # language-model stream does not have; only the task labels matter here.
+        if self.training:
+            self.known_train_tasks_labels |= set(experience_task_labels(experience))
 
     def forward_single_task(self, x: Tensor, task_label: int) -> Tensor:
         labels = torch.full((x.shape[0],), task_label, dtype=torch.long, device=x.device)

@@ -12,6 +12,8 @@ import torch.nn.functional as F
 from avalanche.models import MultiTaskModule
 from torch import Tensor, nn
 
+from .growing import experience_task_labels
+
 
 class CausalSelfAttention(nn.Module):
     def __init__(self, dim: int, heads: int):
@@ -79,6 +81,10 @@ class ByteTransformerLM(MultiTaskModule):
         self.ln_f = nn.LayerNorm(dim)
         self.lm_head = nn.Linear(dim, self.vocab_size, bias=False)
         self.lm_head.weight = self.tok.weight  # weight tying (Press & Wolf 2017)
+        # GPT-2 initialisation N(0, 0.02): with tied weights the default N(0, 1) embedding
+        # would start at logits of std ~√dim and a perplexity far above the uniform 256.
+        for module in (self.tok, self.pos):
+            nn.init.normal_(module.weight, std=0.02)
 
     def forward(self, x: Tensor, task_labels: Tensor | None = None):
         """x (B, T) bytes, task_labels (B,) -> logits (B, T, 256); without task labels, a
@@ -92,6 +98,12 @@ class ByteTransformerLM(MultiTaskModule):
         for block in self.blocks:
             h = block(h, task_labels)
         return self.lm_head(self.ln_f(h))  # (B, T, 256)
+
+    def adaptation(self, experience):
+        # MultiTaskModule.adaptation also reads classes_in_this_experience, which a
+        # language-model stream does not have; only the task labels matter here.
+        if self.training:
+            self.known_train_tasks_labels |= set(experience_task_labels(experience))
 
     def forward_single_task(self, x: Tensor, task_label: int) -> Tensor:
         labels = torch.full((x.shape[0],), task_label, dtype=torch.long, device=x.device)

@@ -1,12 +1,29 @@
 """Freeze shared parameters from the second experience on (an Avalanche plugin)."""
 
 from avalanche.core import SupervisedPlugin
+from torch import nn
+
+from ..layers import PEER
+from ..models.heads import TaskHeads
+
+SHARED = "shared"
+
+
+def growth_managed(model: nn.Module) -> set[int]:
+    """ids of the parameters that growth itself protects: expert tables, sub-keys and query
+    networks of expert layers (growth.freeze_query), and per-task heads."""
+    ids = set()
+    for module in model.modules():
+        if isinstance(module, (PEER, TaskHeads)):
+            ids.update(id(p) for p in module.parameters())
+    return ids
 
 
 class FreezeSharedPlugin(SupervisedPlugin):
-    """Before every training experience after the first, freeze the parameters whose names
-    start with one of ``prefixes`` (e.g. "stem"): growth protects the old experts, this
-    protects shared parameters that would otherwise drift toward the newest task."""
+    """Before every training experience after the first, freeze the parameters named by
+    ``prefixes`` (e.g. "stem", "blocks.0"), or every parameter that growth does not manage
+    with the word "shared". Growth protects the old experts; this protects the shared
+    parameters that would otherwise drift toward the newest task."""
 
     def __init__(self, prefixes: list[str]):
         super().__init__()
@@ -15,15 +32,21 @@ class FreezeSharedPlugin(SupervisedPlugin):
 
     def before_training_exp(self, strategy, *args, **kwargs):
         if self.experiences_seen >= 1 and self.prefixes:
-            names = [n for n, _ in strategy.model.named_parameters()]
-            unknown = [p for p in self.prefixes if not any(n.startswith(p) for n in names)]
-            if unknown:
-                raise ValueError(
-                    f"model.freeze_after_first names {unknown}, which match no parameter; "
-                    f"parameters start with {sorted({n.split('.')[0] for n in names})}"
-                )
-            for name, param in strategy.model.named_parameters():
-                if name.startswith(self.prefixes):
-                    param.requires_grad_(False)
-                    param.grad = None
+            for param in self.selected(strategy.model):
+                param.requires_grad_(False)
+                param.grad = None
         self.experiences_seen += 1
+
+    def selected(self, model: nn.Module) -> list[nn.Parameter]:
+        managed = growth_managed(model)
+        named = [(n, p) for n, p in model.named_parameters() if id(p) not in managed]
+        if SHARED in self.prefixes:
+            return [p for _, p in named]
+        unknown = [x for x in self.prefixes if not any(n.startswith(x) for n, _ in named)]
+        if unknown:
+            roots = sorted({n.split(".")[0] for n, _ in named})
+            raise ValueError(
+                f"model.freeze_after_first names {unknown}, which match no shared parameter; "
+                f"use 'shared' or prefixes of {roots}"
+            )
+        return [p for n, p in named if n.startswith(self.prefixes)]

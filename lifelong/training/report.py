@@ -50,21 +50,24 @@ def _flat_hparams(cfg) -> dict:
     return flat
 
 
+def _mean(values) -> float | None:
+    values = [v for v in values if v is not None]
+    return sum(values) / len(values) if values else None
+
+
 def _expert_figures(usage) -> dict:
+    """Stream-summed usage and KL of the final evaluation, averaged over expert layers."""
     per_layer = usage.latest_overall()
-    if not per_layer:
-        return {"expert_usage": None, "kl_nonuniformity": None, "expert_layers": {}}
-    mean = lambda key: sum(v[key] for v in per_layer.values()) / len(per_layer)  # noqa: E731
     return {
-        "expert_usage": mean("usage"),
-        "kl_nonuniformity": mean("kl"),
+        "expert_usage": _mean(v["usage"] for v in per_layer.values()),
+        "kl_nonuniformity": _mean(v["kl"] for v in per_layer.values()),
         "expert_layers": per_layer,
     }
 
 
 def write_report(run_dir: Path, *, cfg, spec, matrix, usage, model, writer, wall_s: float) -> dict:
     lm = spec.task == "lm"
-    summary = matrix.summary()
+    summary = matrix.summary() or {"average": None, "forgetting": None, "bwt": None, "fwt": None}
     result = {
         ("perplexity_matrix" if lm else "accuracy_matrix"): matrix.matrix,
         ("perplexity" if lm else "average_accuracy"): summary["average"],

@@ -95,5 +95,5 @@ def run(cfg: DictConfig) -> Path:
         wall_s=time.time() - start,
     )
     if tb is not None:
-        tb.close()
+        tb.writer.close()
     return run_dir

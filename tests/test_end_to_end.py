@@ -1,0 +1,72 @@
+"""Every shipped smoke config runs end to end and leaves what a researcher inspects."""
+
+import json
+from pathlib import Path
+
+import pytest
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from lifelong.config import load_config
+from lifelong.training.run import RunError, run
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+SMOKES = sorted(p.name for p in CONFIGS.glob("*_smoke.yaml"))
+
+
+def events(run_dir: Path) -> EventAccumulator:
+    acc = EventAccumulator(str(run_dir), size_guidance={"scalars": 0, "images": 0})
+    acc.Reload()
+    return acc
+
+
+@pytest.mark.parametrize("name", SMOKES)
+def test_smoke_config_runs_and_reports(name, tmp_path):
+    cfg = load_config(CONFIGS / name, [f"runs_dir={tmp_path}"])
+    run_dir = run(cfg)
+    assert run_dir == tmp_path / cfg.name
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    lm = cfg.model.kind == "transformer"
+    matrix = metrics["perplexity_matrix" if lm else "accuracy_matrix"]
+    n = len(metrics["experience_names"])
+    assert len(matrix) == n and all(len(row) == n for row in matrix)
+    headline = metrics["perplexity" if lm else "average_accuracy"]
+    assert headline == pytest.approx(sum(matrix[-1]) / n)
+    for key in ("forgetting", "bwt", "expert_usage", "kl_nonuniformity"):
+        assert isinstance(metrics[key], float), key
+    assert 0 < metrics["expert_usage"] <= 1 and metrics["kl_nonuniformity"] >= 0
+
+    assert (run_dir / "config.yaml").is_file()
+    pngs = {p.name for p in run_dir.glob("*.png")}
+    kind = "perplexity" if lm else "accuracy"
+    assert {f"{kind}_matrix.png", "forgetting_curves.png"} <= pngs
+    assert any(p.startswith("usage_") for p in pngs)
+
+    acc = events(run_dir)
+    tags = acc.Tags()
+    curve = "Perplexity_Exp" if lm else "Top1_Acc_Exp"
+    curves = [t for t in tags["scalars"] if t.startswith(curve)]
+    assert len(curves) == n  # one forgetting curve per experience ...
+    assert len(acc.Scalars(curves[0])) >= n  # ... with a point after every experience
+    assert any(t.startswith("KL_Nonuniformity") for t in tags["scalars"])
+    assert any(t.startswith("ExpertUsage/") for t in tags["scalars"])
+    assert any(t.startswith("ExpertUsageMap") for t in tags["images"])
+    assert acc.PluginTagToContent("hparams"), "hparams summary missing"
+
+
+def test_split_digits_task_il_does_not_forget(tmp_path):
+    """Task-aware routing over frozen stages: earlier tasks keep their exact accuracy."""
+    cfg = load_config(CONFIGS / "split_digits_task_il_smoke.yaml", [f"runs_dir={tmp_path}"])
+    metrics = json.loads((run(cfg) / "metrics.json").read_text())
+    matrix = metrics["accuracy_matrix"]
+    for j in range(len(matrix)):
+        assert all(row[j] == matrix[j][j] for row in matrix[j:]), f"experience {j} changed"
+    assert metrics["forgetting"] == 0.0
+
+
+def test_existing_run_directory_is_refused(tmp_path):
+    cfg = load_config(CONFIGS / "split_digits_class_il_smoke.yaml", [f"runs_dir={tmp_path}"])
+    (tmp_path / cfg.name).mkdir()
+    (tmp_path / cfg.name / "keep.txt").write_text("precious")
+    with pytest.raises(RunError, match="already exists"):
+        run(cfg)
+    assert (tmp_path / cfg.name / "keep.txt").read_text() == "precious"
