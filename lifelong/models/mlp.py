@@ -1,14 +1,13 @@
 """An MLP classifier whose hidden FFN is pluggable (PEER, dense, or any expert layer)."""
 
-import torch
-from avalanche.models import MultiTaskModule
 from torch import Tensor, nn
 
-from .growing import GrowingExperts, experience_task_labels
+from .growing import GrowingExperts
 from .heads import TaskHeads
+from .task_model import TaskModel
 
 
-class MLPClassifier(MultiTaskModule):
+class MLPClassifier(TaskModel):
     """x (B, *input_shape) -> logits (B, num_classes).
 
     ``stem`` (Linear + ReLU, or nothing with ``stem=False``) -> residual FFN block
@@ -48,13 +47,3 @@ class MLPClassifier(MultiTaskModule):
         h = self.stem(x)  # (B, dim)
         h = h + self.ffn(h, task_labels)
         return self.head(h, task_labels) if self.multi_head else self.head(h)
-
-    def adaptation(self, experience):
-        # MultiTaskModule.adaptation also reads classes_in_this_experience, which a
-        # language-model stream does not have; only the task labels matter here.
-        if self.training:
-            self.known_train_tasks_labels |= set(experience_task_labels(experience))
-
-    def forward_single_task(self, x: Tensor, task_label: int) -> Tensor:
-        labels = torch.full((x.shape[0],), task_label, dtype=torch.long, device=x.device)
-        return self.forward(x, labels)

@@ -9,10 +9,9 @@ from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
-from avalanche.models import MultiTaskModule
 from torch import Tensor, nn
 
-from .growing import experience_task_labels
+from .task_model import TaskModel
 
 
 class CausalSelfAttention(nn.Module):
@@ -44,7 +43,7 @@ class Block(nn.Module):
         return x + self.ffn(self.ln2(x), task_labels)
 
 
-class ByteTransformerLM(MultiTaskModule):
+class ByteTransformerLM(TaskModel):
     """x (B, T) bytes -> logits (B, T, 256).
 
     Args:
@@ -98,13 +97,3 @@ class ByteTransformerLM(MultiTaskModule):
         for block in self.blocks:
             h = block(h, task_labels)
         return self.lm_head(self.ln_f(h))  # (B, T, 256)
-
-    def adaptation(self, experience):
-        # MultiTaskModule.adaptation also reads classes_in_this_experience, which a
-        # language-model stream does not have; only the task labels matter here.
-        if self.training:
-            self.known_train_tasks_labels |= set(experience_task_labels(experience))
-
-    def forward_single_task(self, x: Tensor, task_label: int) -> Tensor:
-        labels = torch.full((x.shape[0],), task_label, dtype=torch.long, device=x.device)
-        return self.forward(x, labels)
