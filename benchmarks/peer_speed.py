@@ -3,6 +3,8 @@
     python benchmarks/peer_speed.py --json peer_speed.json          # full (several minutes)
     python benchmarks/peer_speed.py --sizes 64 128 --steps 2        # quick look
 
+Timings are the median of ``--steps`` steps after a warm-up step.
+
 For each N = n² it measures forward tokens/s, training-step tokens/s (forward + backward +
 optimizer step) and the process's peak resident memory, for
 
@@ -22,6 +24,7 @@ import argparse
 import json
 import os
 import resource
+import statistics
 import subprocess
 import sys
 import time
@@ -29,6 +32,16 @@ import time
 
 def _peak_rss_bytes() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
+
+
+def _median_seconds(fn, steps: int) -> float:
+    """Median wall time of ``steps`` calls: robust to the spikes of a shared machine."""
+    times = []
+    for _ in range(steps):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
 
 
 def _build(impl: str, n: int, grown: bool, args):
@@ -73,10 +86,7 @@ def run_one(impl: str, n: int, grown: bool, args) -> list[dict]:
 
     with torch.no_grad():
         layer(x)  # warm-up
-        t0 = time.perf_counter()
-        for _ in range(args.steps):
-            layer(x)
-        dt = (time.perf_counter() - t0) / args.steps
+        dt = _median_seconds(lambda: layer(x), args.steps)
     records.append(
         dict(base, mode="forward", tokens_per_s=args.tokens / dt, peak_rss_bytes=_peak_rss_bytes())
     )
@@ -89,10 +99,7 @@ def run_one(impl: str, n: int, grown: bool, args) -> list[dict]:
         opt.zero_grad(set_to_none=True)
 
     train_step()  # warm-up: allocates optimizer state
-    t0 = time.perf_counter()
-    for _ in range(args.steps):
-        train_step()
-    dt = (time.perf_counter() - t0) / args.steps
+    dt = _median_seconds(train_step, args.steps)
     records.append(
         dict(base, mode="train", tokens_per_s=args.tokens / dt, peak_rss_bytes=_peak_rss_bytes())
     )
@@ -119,7 +126,12 @@ def main(argv=None):
     p.add_argument("--heads", type=int, default=8)
     p.add_argument("--topk", type=int, default=16)
     p.add_argument("--tokens", type=int, default=1024, help="tokens per batch")
-    p.add_argument("--steps", type=int, default=3, help="timed steps per measurement")
+    p.add_argument("--steps", type=int, default=5, help="timed steps per measurement (median)")
+    p.add_argument(
+        "--no-thp",
+        action="store_true",
+        help="do not ask PyTorch's CPU allocator for transparent huge pages",
+    )
     p.add_argument("--growths", type=int, default=16, help="growths of the grown layer")
     p.add_argument("--impl", choices=["fast", "reference", "both"], default="both")
     p.add_argument("--json", metavar="PATH", help="write the list of records here")
@@ -153,7 +165,12 @@ def main(argv=None):
             f"--one={impl},{n},{int(grown)}",
             *passthrough,
         ]
-        out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+        env = dict(os.environ)
+        if not args.no_thp:
+            # Random rows of GiB-sized tables miss the TLB on 4 KiB pages; PyTorch's CPU
+            # allocator madvises huge pages for large tensors when this is set.
+            env.setdefault("THP_MEM_ALLOC_ENABLE", "1")
+        out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env).stdout
         recs = json.loads(out.strip().splitlines()[-1])
         records.extend(recs)
         for r in recs:
