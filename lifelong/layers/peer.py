@@ -148,6 +148,12 @@ class PEER(nn.Module):
         return sizes
 
     @property
+    def stage_bounds(self) -> list[int]:
+        """Experts that exist after each stage, [n_0², n_1², ...]: stage s owns the ids
+        [n_{s-1}², n_s²) (shell order)."""
+        return [n * n for n in self.stage_sub_keys]
+
+    @property
     def num_sub_keys(self) -> int:
         return self.stage_sub_keys[-1]
 
@@ -249,7 +255,7 @@ class PEER(nn.Module):
         )
 
     def _bounds(self) -> tuple[int, ...]:
-        return (0, *(n * n for n in self.stage_sub_keys))
+        return (0, *self.stage_bounds)
 
     @staticmethod
     def _repoint(plist: nn.ParameterList, table: Tensor):

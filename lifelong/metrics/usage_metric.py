@@ -24,7 +24,7 @@ import torch
 from avalanche.evaluation.metric_results import LoggingType, MetricValue, TensorImage
 from torch import Tensor, nn
 
-from .experts import expert_usage, kl_nonuniformity, pool_grid, stage_slices, usage_grid
+from .experts import expert_usage, kl_nonuniformity, pool_grid, usage_grid
 from .names import strategy_metric_name
 from .plots import usage_rgb
 from .progress import TrainingProgress
@@ -41,12 +41,23 @@ def expert_layers(model: nn.Module) -> dict[str, nn.Module]:
     }
 
 
-def usage_stats(mass: Tensor, stage_sub_keys: list[int] | None) -> dict:
+def stage_bounds(layer: nn.Module) -> list[int]:
+    """Cumulative expert count after each stage: ``layer.stage_bounds`` where the layer has
+    it (every expert layer does), else the squares of PEER's ``stage_sub_keys``."""
+    bounds = getattr(layer, "stage_bounds", None)
+    if bounds is None:
+        bounds = [n * n for n in getattr(layer, "stage_sub_keys", [])]
+    return [int(b) for b in bounds]
+
+
+def usage_stats(mass: Tensor, bounds: list[int] | None) -> dict:
     """{"usage", "kl", "per_stage": [{"usage", "kl"}, ...]} of a 1-D mass; per stage over
-    the experts that stage added. KL is None where no mass was routed."""
+    the experts that stage added (stage s: ids [bounds[s-1], bounds[s])). KL is None where
+    no mass was routed."""
+    starts = [0, *(bounds or [])[:-1]]
     per_stage = [
-        {"usage": expert_usage(mass[sl]), "kl": kl_nonuniformity(mass[sl])}
-        for sl in stage_slices(stage_sub_keys or [])
+        {"usage": expert_usage(mass[lo:hi]), "kl": kl_nonuniformity(mass[lo:hi])}
+        for lo, hi in zip(starts, bounds or [], strict=True)
     ]
     return {"usage": expert_usage(mass), "kl": kl_nonuniformity(mass), "per_stage": per_stage}
 
@@ -138,7 +149,7 @@ class ExpertUsageMetric(TrainingProgress):
         values = []
         for name, layer in self._layers.items():
             mass = _padded(self._mass.get(name), int(layer.num_experts))  # (N,)
-            stages = list(getattr(layer, "stage_sub_keys", []))
+            stages = stage_bounds(layer)
             if self.keep_history:
                 self.history.append(
                     {
@@ -146,7 +157,8 @@ class ExpertUsageMetric(TrainingProgress):
                         "experience": j,
                         "layer": name,
                         "mass": mass,
-                        "stage_sub_keys": stages,
+                        "stage_bounds": stages,
+                        "num_sub_keys": getattr(layer, "num_sub_keys", None),
                     }
                 )
             total = self._stream_mass.get(name)
@@ -160,7 +172,7 @@ class ExpertUsageMetric(TrainingProgress):
         values = []
         for name, mass in self._stream_mass.items():
             layer = self._layers[name]
-            stages = list(getattr(layer, "stage_sub_keys", []))
+            stages = stage_bounds(layer)
             self._latest_overall[name] = usage_stats(mass, stages)
             values += self._emit(strategy, name, layer, mass, stages, experience=False)
         self._stream_mass = {}
@@ -178,7 +190,9 @@ class ExpertUsageMetric(TrainingProgress):
             if mass is not None:
                 grown[: mass.numel()] = mass
             mass = self._mass[name] = grown
-        mass.index_add_(0, idx.reshape(-1), gates.reshape(-1).to(torch.float64))
+        idx, gates = idx.reshape(-1), gates.reshape(-1)
+        kept = idx >= 0  # -1 marks a dropped (over-capacity) token slot
+        mass.index_add_(0, idx[kept], gates[kept].to(torch.float64))
 
     def _remove_hooks(self):
         for handle in self._handles:

@@ -89,9 +89,9 @@ def write_report(run_dir: Path, *, cfg, spec, matrix, usage, model, writer, wall
                    higher_is_better=not lm)  # fmt: skip
         curves_png(matrix.matrix, run_dir / "forgetting_curves.png")
         for record in _final_masses(usage):
-            n = record["stage_sub_keys"][-1]
-            grid = usage_grid(record["mass"], n)
-            usage_png(grid, run_dir / f"usage_{record['layer'].replace('.', '_')}.png")
+            if record["num_sub_keys"]:  # product-key layers: the √N×√N grid of keys
+                grid = usage_grid(record["mass"], record["num_sub_keys"])
+                usage_png(grid, run_dir / f"usage_{record['layer'].replace('.', '_')}.png")
 
     if writer is not None:
         from torch.utils.tensorboard.summary import hparams
@@ -119,7 +119,7 @@ def _final_masses(usage) -> list[dict]:
         else:
             merged[r["layer"]] = {
                 "layer": r["layer"],
-                "stage_sub_keys": r["stage_sub_keys"],
+                "num_sub_keys": r["num_sub_keys"],
                 "mass": r["mass"].clone(),
             }
     return list(merged.values())

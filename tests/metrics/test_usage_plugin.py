@@ -46,8 +46,8 @@ def test_mass_follows_the_growing_layer(classification_run):
     run = classification_run
     # Evaluations: before training (trained=0), then after each of the 3 experiences; the
     # layer grew 4 -> 5 -> 6 sub-keys per side before experiences 1 and 2.
-    sizes = {h["trained"]: (h["mass"].numel(), h["stage_sub_keys"]) for h in run.usage.history}
-    assert sizes == {0: (16, [4]), 1: (16, [4]), 2: (25, [4, 5]), 3: (36, [4, 5, 6])}
+    sizes = {h["trained"]: (h["mass"].numel(), h["stage_bounds"]) for h in run.usage.history}
+    assert sizes == {0: (16, [16]), 1: (16, [16]), 2: (25, [16, 25]), 3: (36, [16, 25, 36])}
     assert len(run.usage.history) == 4 * 3
 
 
