@@ -85,6 +85,8 @@ class PEER(nn.Module):
             any optimizer accepts, at a cost proportional to N.
     """
 
+    TABLES = ("down", "up")  # per-expert weight tables: u_i (down) and v_i (up)
+
     def __init__(
         self,
         dim: int,
@@ -124,10 +126,11 @@ class PEER(nn.Module):
 
         self.sub_keys1 = nn.ParameterList()  # stage s: (m_s, key_dim/2)
         self.sub_keys2 = nn.ParameterList()
-        self.down = nn.ParameterList()  # stage s: (n_s² - n_{s-1}², dim), views into _down
-        self.up = nn.ParameterList()
-        self._down = torch.empty(0, dim)
-        self._up = torch.empty(0, dim)
+        # Expert tables (u_i and v_i): stage s holds rows [n_{s-1}², n_s²), views into
+        # the contiguous `_<name>` table.
+        for name in self.TABLES:
+            setattr(self, name, nn.ParameterList())
+            setattr(self, f"_{name}", torch.empty(0, dim))
         # z'_i = Σ_x g_i(x) over training tokens (Lample et al. 2019): drives upcycling.
         self.register_buffer("router_mass", torch.zeros(0))
         self._routing_hooks: OrderedDict[int, Callable] = OrderedDict()
@@ -206,7 +209,7 @@ class PEER(nn.Module):
                 f"usage has shape {tuple(usage.shape)}; expected ({self.num_experts},), "
                 f"one value per existing expert"
             )
-        for plist in (self.sub_keys1, self.sub_keys2, self.down, self.up):
+        for plist in (self.sub_keys1, self.sub_keys2, *(getattr(self, n) for n in self.TABLES)):
             for param in plist:
                 param.requires_grad_(False)
                 param.grad = None
@@ -232,7 +235,8 @@ class PEER(nn.Module):
 
         # Expert tables: reallocate once, keep old rows, point old Parameters at the new table.
         fresh = new_rows - old_rows
-        for name, plist in (("_down", self.down), ("_up", self.up)):
+        for plist_name in self.TABLES:
+            name, plist = f"_{plist_name}", getattr(self, plist_name)
             old = getattr(self, name)
             table = torch.empty(new_rows, self.dim, device=device, dtype=dtype)
             table[:old_rows] = old
@@ -265,10 +269,12 @@ class PEER(nn.Module):
             param.data = table[start:stop]
             start = stop
 
-    def _tables(self) -> tuple[Tensor, Tensor]:
-        """The contiguous (N, dim) tables, rebuilt if a Parameter no longer aliases them."""
+    def _tables(self) -> tuple[Tensor, ...]:
+        """The contiguous (N, dim) tables in ``TABLES`` order, rebuilt if a Parameter no
+        longer aliases them."""
         out = []
-        for name, plist in (("_down", self.down), ("_up", self.up)):
+        for plist_name in self.TABLES:
+            name, plist = f"_{plist_name}", getattr(self, plist_name)
             table = getattr(self, name)
             if not self._aliased(plist, table):
                 if all(isinstance(p, nn.Parameter) for p in plist):
@@ -279,7 +285,7 @@ class PEER(nn.Module):
                 else:  # functional_call with plain tensors: a table for this call only
                     table = torch.cat([p.detach() for p in plist])
             out.append(table)
-        return out[0], out[1]
+        return tuple(out)
 
     @staticmethod
     def _aliased(plist, table: Tensor) -> bool:
@@ -398,9 +404,13 @@ class PEER(nn.Module):
                 self.router_mass.index_add_(0, idx.reshape(-1), gates.reshape(-1).float())
         for hook in self._routing_hooks.values():
             hook(self, idx.detach(), gates.detach())
+        return self._mix(flat, idx, gates).view(*lead, self.dim)
+
+    def _mix(self, x: Tensor, idx: Tensor, gates: Tensor) -> Tensor:
+        """(M, d) tokens, (M, h*k) expert ids and router weights -> (M, d)."""
         down, up = self._tables()
-        y = expert_mix(
-            flat,
+        return expert_mix(
+            x,
             idx,
             gates,
             down=down,
@@ -411,7 +421,6 @@ class PEER(nn.Module):
             activation=self.activation,
             sparse_grad=self.sparse_grad,
         )
-        return y.view(*lead, self.dim)
 
     def extra_repr(self) -> str:
         return (

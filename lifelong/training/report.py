@@ -22,14 +22,16 @@ from ..metrics import curves_png, matrix_png, usage_grid, usage_png
 
 
 def active_params_per_token(model: nn.Module) -> int:
-    """Parameters one token touches: every dense parameter, plus heads·topk experts of
-    2·dim weights per PEER layer instead of its whole tables."""
+    """Parameters one token touches: every dense parameter, plus heads·topk experts per
+    product-key layer (2·dim weights for a PEER expert, dim for a PKM value) instead of its
+    whole tables."""
     total = 0
     expert_tables = set()
     for module in model.modules():
-        if isinstance(module, PEER):
-            total += module.heads * module.topk * 2 * module.dim
-            expert_tables.update(id(p) for p in (*module.down, *module.up))
+        if isinstance(module, PEER):  # PKM included
+            total += module.heads * module.topk * len(module.TABLES) * module.dim
+            tables = [p for name in module.TABLES for p in getattr(module, name)]
+            expert_tables.update(id(p) for p in tables)
     return total + sum(p.numel() for p in model.parameters() if id(p) not in expert_tables)
 
 
