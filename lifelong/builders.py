@@ -9,13 +9,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .layers import PEER
+from .layers import PEER, PKM
 from .layers.dense import DenseFFN
 from .models.growing import GrowingExperts
 from .models.mlp import MLPClassifier
 from .models.transformer import ByteTransformerLM
 
-STRATEGIES = ("naive", "ewc", "si", "lwf", "replay")
+STRATEGIES = ("naive", "ewc", "si", "lwf", "replay", "joint")
+FFNS = ("peer", "pkm", "dense")
 
 
 def resolve_device(name: str) -> torch.device:
@@ -58,22 +59,24 @@ def dense_hidden(model_cfg) -> int:
 def build_ffn(cfg, *, expert: bool) -> GrowingExperts:
     """The FFN of one block: the configured expert layer, or a dense FFN that never grows."""
     m, g = cfg.model, cfg.growth
-    if expert and m.ffn == "peer":
-        p = m.peer
-        layer = PEER(
-            m.dim,
+    if expert and m.ffn in ("peer", "pkm"):
+        p = m.peer  # the product-key sizes serve both PEER and PKM
+        keys = dict(
             num_experts=p.num_experts,
             heads=p.heads,
             topk=p.topk,
             key_dim=p.key_dim,
-            activation=p.activation,
             score=p.score,
             query_batchnorm=p.query_batchnorm,
         )
+        if m.ffn == "peer":
+            layer = PEER(m.dim, activation=p.activation, **keys)
+        else:
+            layer = PKM(m.dim, **keys)
     elif expert and m.ffn == "dense":
         layer = DenseFFN(m.dim, hidden=dense_hidden(m), activation=m.peer.activation)
     elif expert:
-        raise ValueError(f"model.ffn={m.ffn!r} is not supported; choose peer or dense")
+        raise ValueError(f"model.ffn={m.ffn!r} is not supported; choose one of {FFNS}")
     else:  # the transformer's ordinary blocks: a standard 4x MLP
         layer = DenseFFN(m.dim, hidden=4 * m.dim)
     return GrowingExperts(
@@ -117,7 +120,7 @@ def build_model(cfg, spec) -> nn.Module:
 
 
 def build_strategy(cfg, *, model, optimizer, criterion, evaluator, device, plugins=()):
-    from avalanche.training import EWC, LwF, Naive, Replay, SynapticIntelligence
+    from avalanche.training import EWC, JointTraining, LwF, Naive, Replay, SynapticIntelligence
 
     t = cfg.train
     common = dict(
@@ -146,4 +149,6 @@ def build_strategy(cfg, *, model, optimizer, criterion, evaluator, device, plugi
         return LwF(alpha=t.lwf_alpha, temperature=t.lwf_temperature, **common)
     if t.strategy == "replay":
         return Replay(mem_size=t.replay_mem_size, **common)
+    if t.strategy == "joint":  # the upper bound: one pass over the union of the stream
+        return JointTraining(**common)
     raise ValueError(f"train.strategy={t.strategy!r} is not supported; choose one of {STRATEGIES}")

@@ -20,7 +20,7 @@ class ConfigError(ValueError):
 
 
 @dataclass
-class PEERConfig:
+class PEERConfig:  # product-key sizes, used by model.ffn=peer and model.ffn=pkm
     num_experts: int = 16**2  # initial experts, a perfect square n²
     heads: int = 4  # query heads h
     topk: int = 4  # experts per head k
@@ -33,7 +33,7 @@ class PEERConfig:
 @dataclass
 class ModelConfig:
     kind: str = "mlp"  # mlp (classification) | transformer (byte LM)
-    ffn: str = "peer"  # the pluggable FFN: peer | dense
+    ffn: str = "peer"  # the pluggable FFN: peer | pkm | dense
     dim: int = 64  # model width
     dense_hidden: int | None = None  # dense FFN width; default: the PEER layer's active params
     head: str = "single"  # mlp: single head | multi (one per task label, task-IL)
@@ -59,7 +59,7 @@ class GrowthConfig:
 
 @dataclass
 class TrainConfig:
-    strategy: str = "naive"  # naive | ewc | si | lwf | replay
+    strategy: str = "naive"  # naive | ewc | si | lwf | replay | joint (the upper bound)
     epochs: int = 3  # epochs per experience
     batch_size: int = 64
     eval_batch_size: int = 256

@@ -72,7 +72,11 @@ def write_report(run_dir: Path, *, cfg, spec, matrix, usage, model, writer, wall
     summary = matrix.summary() or {"average": None, "forgetting": None, "bwt": None, "fwt": None}
     result = {
         ("perplexity_matrix" if lm else "accuracy_matrix"): matrix.matrix,
-        ("perplexity" if lm else "average_accuracy"): summary["average"],
+        # The mean over the whole stream after the last training (BRIEF §4); also right for
+        # joint training, whose matrix is a single row.
+        ("perplexity" if lm else "average_accuracy"): _mean(matrix.matrix[-1])
+        if matrix.matrix
+        else None,
         "forgetting": summary["forgetting"],
         "bwt": summary["bwt"],
         "fwt": summary["fwt"],

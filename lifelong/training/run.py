@@ -78,11 +78,16 @@ def run(cfg: DictConfig) -> Path:
     )
 
     test_stream = spec.benchmark.test_stream
-    if cfg.train.eval_initial:
+    joint = cfg.train.strategy == "joint"
+    if cfg.train.eval_initial and not joint:  # Avalanche's JointTraining adapts no model yet
         strategy.eval(test_stream)  # the random-init row, for forward transfer
-    for experience in spec.benchmark.train_stream:
-        strategy.train(experience)
+    if joint:
+        strategy.train(spec.benchmark.train_stream)  # one row: the whole stream at once
         strategy.eval(test_stream)
+    else:
+        for experience in spec.benchmark.train_stream:
+            strategy.train(experience)
+            strategy.eval(test_stream)
 
     write_report(
         run_dir,

@@ -1,0 +1,67 @@
+"""The regulariser protocol: four hooks, all on the model, none on the strategy.
+
+A regulariser pulls the *shared* parameters (``shared_parameters``) toward what earlier
+experiences needed; the experts, sub-keys, query networks and per-task heads that growth
+manages are protected by growth already. ``RegularizationPlugin`` drives the hooks from
+an Avalanche strategy; tests and other loops can call them directly.
+"""
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+from torch.utils.data import DataLoader, Dataset
+
+
+@dataclass(frozen=True)
+class ExperienceData:
+    """What a regulariser may read at the end of a training experience.
+
+    Args:
+        dataset: the experience's training data; items are (x, y, ..., task_label), as in
+            Avalanche datasets.
+        criterion: the task loss, ``criterion(output, y) -> scalar``.
+        device: where minibatches go.
+        batch_size: minibatch size for passes over ``dataset`` (e.g. EWC's Fisher).
+        task_labels: the task labels the experience carries.
+    """
+
+    dataset: Dataset
+    criterion: Callable[[Tensor, Tensor], Tensor]
+    device: torch.device
+    batch_size: int
+    task_labels: tuple[int, ...]
+
+    def batches(self) -> Iterator[tuple[Tensor, Tensor, Tensor]]:
+        """(x, y, task_labels) minibatches on ``device``, in dataset order."""
+        collate = getattr(self.dataset, "collate_fn", None)
+        loader = DataLoader(self.dataset, batch_size=self.batch_size, collate_fn=collate)
+        for batch in loader:
+            x, y, t = batch[0], batch[1], batch[-1]
+            yield x.to(self.device), y.to(self.device), t.to(self.device)
+
+
+class Regularizer:
+    """Base class of the regularisers: subclass it and override what you need.
+
+    ``penalty`` is required; the other hooks do nothing by default. The plugin calls, per
+    training iteration: ``penalty`` (its value, times the regulariser's weight, is added to
+    the loss before backward), ``before_update`` and ``after_update`` (around the optimizer
+    step); and ``after_experience`` once at the end of every training experience. Before
+    the first ``after_experience`` a penalty should be 0: there is nothing to protect yet.
+    """
+
+    def penalty(self, model: nn.Module, *, x: Tensor, task_labels: Tensor, output: Tensor) -> Tensor:
+        """A scalar to add to the loss. x: the minibatch input, task_labels (B,), output:
+        the model's output on it, e.g. (B, C) logits or (B, T, V) for a language model."""
+        raise NotImplementedError(f"{type(self).__name__} must define penalty()")
+
+    def before_update(self, model: nn.Module) -> None:
+        """After backward, before the optimizer step: gradients are in ``p.grad``."""
+
+    def after_update(self, model: nn.Module) -> None:
+        """Right after the optimizer step."""
+
+    def after_experience(self, model: nn.Module, data: ExperienceData) -> None:
+        """At the end of a training experience: take anchors, importances, copies."""

@@ -1,0 +1,57 @@
+"""The parameters a regulariser acts on, and quadratic pulls toward an anchor.
+
+Parameters are matched to anchors by name and shape: a name is stable across growth, a
+deepcopy or a checkpoint, while ``id()`` is not. A parameter that appeared after the
+anchor was taken (grown) or changed shape has no anchor and costs nothing.
+"""
+
+import torch
+from torch import Tensor, nn
+
+from ..training.freeze import growth_managed
+
+
+def shared_parameters(model: nn.Module) -> dict[str, nn.Parameter]:
+    """name -> parameter for every trainable parameter that growth does not manage.
+
+    Growth protects expert tables, sub-keys, query networks and per-task heads
+    (``lifelong.training.freeze.growth_managed``); everything else (stems, attention,
+    norms, embeddings, dense FFNs, single heads) drifts toward the newest experience.
+    """
+    managed = growth_managed(model)
+    return {
+        name: p
+        for name, p in model.named_parameters()
+        if p.requires_grad and id(p) not in managed
+    }
+
+
+def snapshot(model: nn.Module) -> dict[str, Tensor]:
+    """Detached copies of the shared parameters, on their own devices."""
+    return {name: p.detach().clone() for name, p in shared_parameters(model).items()}
+
+
+def zero(model: nn.Module) -> Tensor:
+    """A scalar 0 on the model's device and dtype (a penalty with nothing to pull)."""
+    p = next(model.parameters(), None)
+    return p.new_zeros(()) if p is not None else torch.zeros(())
+
+
+def anchored(model: nn.Module, anchor: dict[str, Tensor]):
+    """(name, parameter, anchor value) for each shared parameter that ``anchor`` holds with
+    the same shape."""
+    for name, p in shared_parameters(model).items():
+        a = anchor.get(name)
+        if a is not None and a.shape == p.shape:
+            yield name, p, a
+
+
+def weighted_distance(
+    model: nn.Module, anchor: dict[str, Tensor], weight: dict[str, Tensor] | None = None
+) -> Tensor:
+    """Σ_i w_i (θ_i - θ*_i)² over the anchored shared parameters; w_i = 1 without ``weight``."""
+    total = zero(model)
+    for name, p, a in anchored(model, anchor):
+        sq = (p - a).pow(2)
+        total = total + (sq if weight is None else weight[name] * sq).sum()
+    return total
