@@ -1,0 +1,188 @@
+"""The method × stream table: average accuracy (perplexity), forgetting, wall time.
+
+    python benchmarks/cl_suite.py --quick                 # ~10 min on 2 cores
+    python benchmarks/cl_suite.py --json cl_suite.json    # the full suite, 3 seeds
+
+Each cell runs ``lifelong run`` in-process with the stream's config from ``configs/`` plus
+the method's overrides, for every seed, and reports mean ± std over seeds. Writes
+``docs/results.md`` (``--results`` to change) and, with ``--json``, one record per cell.
+Hyper-parameters come from the configs; nothing is tuned on the test stream.
+"""
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# stream name -> (config, scenario, overrides for --quick)
+STREAMS = {
+    "split_digits_task_il": ("split_digits_task_il.yaml", "task-il", ["train.epochs=4"]),
+    "split_digits_class_il": ("split_digits_class_il.yaml", "class-il", ["train.epochs=4"]),
+    "permuted_digits": ("permuted_digits.yaml", "domain-il", ["train.epochs=3"]),
+    "text_domains": (
+        "text_domains.yaml",
+        "lm",
+        ["stream.train_sequences=256", "stream.test_sequences=64", "train.epochs=1"],
+    ),
+}
+
+DENSE = ["model.ffn=dense", "growth.policy=never", "model.freeze_after_first=[]"]
+# method -> overrides on the stream's config (None: not applicable to language models)
+METHODS = {
+    "dense naive": DENSE,
+    "dense EWC": [*DENSE, "train.strategy=ewc"],
+    "dense LwF": [*DENSE, "train.strategy=lwf"],
+    "dense replay": [*DENSE, "train.strategy=replay"],
+    "joint (upper bound)": [*DENSE, "train.strategy=joint"],
+    "PKM + growth": ["model.ffn=pkm"],
+    "PEER + growth, task-aware": ["growth.routing=task_aware"],
+    "PEER + growth, task-agnostic": ["growth.routing=task_agnostic"],
+    "PEER + growth + replay": ["train.strategy=replay"],
+}
+NOT_FOR_LM = {"dense LwF"}  # Avalanche's LwF distils class logits
+
+
+def equalize_active_params(cfg):
+    """PKM reads one value of dim weights per slot, PEER two (u_i, v_i): twice the slots per
+    head keeps the active parameters per token equal to PEER's (and the dense baselines')."""
+    if cfg.model.ffn == "pkm":
+        cfg.model.peer.topk = 2 * cfg.model.peer.topk
+
+
+def run_cell(stream: str, method: str, seed: int, quick: bool, runs_dir: Path) -> dict:
+    from lifelong.config import load_config
+    from lifelong.training.run import run
+
+    config, _, quick_overrides = STREAMS[stream]
+    overrides = [
+        *(quick_overrides if quick else []),
+        *METHODS[method],
+        f"seed={seed}",
+        f"runs_dir={runs_dir}",
+        f"name={stream}-{method.replace(' ', '_').replace(',', '')}-{seed}",
+        "log.progress=false",
+        "log.tensorboard=false",
+        "log.png=false",
+    ]
+    cfg = load_config(ROOT / "configs" / config, overrides)
+    equalize_active_params(cfg)
+    t0 = time.time()
+    run_dir = run(cfg)
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    metrics["wall_s"] = time.time() - t0
+    return metrics
+
+
+def _mean_std(values):
+    values = [v for v in values if v is not None]
+    if not values:
+        return None
+    return [statistics.fmean(values), statistics.pstdev(values) if len(values) > 1 else 0.0]
+
+
+def summarize(stream: str, method: str, runs: list[dict]) -> dict:
+    lm = STREAMS[stream][1] == "lm"
+    headline = "perplexity" if lm else "average_accuracy"
+    record = {
+        "stream": stream,
+        "scenario": STREAMS[stream][1],
+        "method": method,
+        "seeds": len(runs),
+        headline: _mean_std([r[headline] for r in runs]),
+        "forgetting": _mean_std([r["forgetting"] for r in runs]),
+        "wall_s": _mean_std([r["wall_s"] for r in runs]),
+        "expert_usage": _mean_std([r["expert_usage"] for r in runs]),
+        "kl_nonuniformity": _mean_std([r["kl_nonuniformity"] for r in runs]),
+        "active_params_per_token": runs[0]["active_params_per_token"],
+    }
+    return record
+
+
+def _fmt(pair, digits=3):
+    if pair is None:
+        return "–"
+    return f"{pair[0]:.{digits}f} ± {pair[1]:.{digits}f}"
+
+
+def markdown(records: list[dict], quick: bool, seeds: int) -> str:
+    lines = [
+        "# Results",
+        "",
+        "Written by `python benchmarks/cl_suite.py"
+        + (" --quick" if quick else "")
+        + f"` ({seeds} seed{'s' if seeds > 1 else ''}, mean ± std; 2-core CPU). "
+        "Configs and hyper-parameters are the ones in `configs/`; nothing was tuned on the "
+        "test stream.",
+        "",
+    ]
+    for stream, (config, scenario, _) in STREAMS.items():
+        rows = [r for r in records if r["stream"] == stream]
+        if not rows:
+            continue
+        lm = scenario == "lm"
+        head = "perplexity ↓" if lm else "average accuracy ↑"
+        key = "perplexity" if lm else "average_accuracy"
+        forget = "forgetting (perplexity rise) ↓" if lm else "forgetting ↓"
+        params = sorted({r["active_params_per_token"] for r in rows})
+        spread = (params[-1] - params[0]) / params[-1]
+        lines += [
+            f"## {stream} ({scenario}, `configs/{config}`)",
+            "",
+            f"Active parameters per token: {params[0]:,}–{params[-1]:,} "
+            f"(equal within {100 * spread:.0f}% across methods).",
+            "",
+            f"| method | {head} | {forget} | expert usage | KL | wall s | active params |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for r in rows:
+            digits = 2 if lm else 3
+            lines.append(
+                f"| {r['method']} | {_fmt(r[key], digits)} | {_fmt(r['forgetting'], digits)} | "
+                f"{_fmt(r['expert_usage'])} | {_fmt(r['kl_nonuniformity'], 2)} | "
+                f"{_fmt(r['wall_s'], 1)} | {r['active_params_per_token']:,} |"
+            )
+        lines.append("")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("--quick", action="store_true", help="fewer epochs and a smaller text stream")
+    p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--streams", nargs="+", choices=list(STREAMS), default=list(STREAMS))
+    p.add_argument("--methods", nargs="+", choices=list(METHODS), default=list(METHODS))
+    p.add_argument("--json", metavar="PATH", help="write the list of cell records here")
+    p.add_argument("--results", default=str(ROOT / "docs" / "results.md"), help="markdown table")
+    args = p.parse_args(argv)
+
+    import warnings
+
+    warnings.filterwarnings("ignore")
+    records = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for stream in args.streams:
+            for method in args.methods:
+                if method in NOT_FOR_LM and STREAMS[stream][1] == "lm":
+                    continue
+                runs = []
+                for seed in range(args.seeds):
+                    runs.append(run_cell(stream, method, seed, args.quick, Path(tmp)))
+                record = summarize(stream, method, runs)
+                records.append(record)
+                print(json.dumps(record), file=sys.stderr, flush=True)
+    Path(args.results).write_text(markdown(records, args.quick, args.seeds))
+    if args.json:
+        Path(args.json).write_text(json.dumps(records, indent=1) + "\n")
+    print(json.dumps(records, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
