@@ -39,6 +39,7 @@ METHODS = {
     "dense LwF": [*DENSE, "train.strategy=lwf"],
     "dense replay": [*DENSE, "train.strategy=replay"],
     "joint (upper bound)": [*DENSE, "train.strategy=joint"],
+    "MoE + growth": ["model.ffn=moe"],
     "PKM + growth": ["model.ffn=pkm"],
     "PEER + growth, task-aware": ["growth.routing=task_aware"],
     "PEER + growth, task-agnostic": ["growth.routing=task_agnostic"],

@@ -11,12 +11,14 @@ from torch import Tensor, nn
 
 from .layers import PEER, PKM
 from .layers.dense import DenseFFN
+from .layers.expert_choice import ExpertChoiceMoE
+from .layers.moe import TokenChoiceMoE
 from .models.growing import GrowingExperts
 from .models.mlp import MLPClassifier
 from .models.transformer import ByteTransformerLM
 
 STRATEGIES = ("naive", "ewc", "si", "lwf", "replay", "joint")
-FFNS = ("peer", "pkm", "dense")
+FFNS = ("peer", "pkm", "moe", "expert_choice", "dense")
 
 
 def resolve_device(name: str) -> torch.device:
@@ -56,6 +58,17 @@ def dense_hidden(model_cfg) -> int:
     return max(1, round(peer_active_params(model_cfg) / (2 * model_cfg.dim)))
 
 
+def moe_hidden(model_cfg, *, experts_per_token: float) -> int:
+    """Expert width giving an MoE the active parameters per token of the configured PEER
+    layer: router (dim·E) + experts_per_token experts of 2·dim·hidden (topk for token
+    choice; the capacity factor, on average, for expert choice)."""
+    moe = model_cfg.moe
+    if moe.hidden is not None:
+        return moe.hidden
+    per_token = peer_active_params(model_cfg) - model_cfg.dim * moe.num_experts
+    return max(1, round(per_token / (experts_per_token * 2 * model_cfg.dim)))
+
+
 def build_ffn(cfg, *, expert: bool) -> GrowingExperts:
     """The FFN of one block: the configured expert layer, or a dense FFN that never grows."""
     m, g = cfg.model, cfg.growth
@@ -73,6 +86,25 @@ def build_ffn(cfg, *, expert: bool) -> GrowingExperts:
             layer = PEER(m.dim, activation=p.activation, **keys)
         else:
             layer = PKM(m.dim, **keys)
+    elif expert and m.ffn in ("moe", "expert_choice"):
+        moe = m.moe
+        per_token = moe.topk if m.ffn == "moe" else moe.capacity_factor
+        sizes = dict(
+            num_experts=moe.num_experts,
+            hidden=moe_hidden(m, experts_per_token=per_token),
+            activation=m.peer.activation,
+        )
+        if m.ffn == "moe":
+            layer = TokenChoiceMoE(
+                m.dim,
+                topk=moe.topk,
+                capacity_factor=moe.capacity_factor,
+                aux_loss_weight=moe.aux_loss_weight,
+                random_second=moe.random_second,
+                **sizes,
+            )
+        else:  # expert choice (Zhou et al. 2022) picks top-C tokens per expert
+            layer = ExpertChoiceMoE(m.dim, capacity_factor=moe.capacity_factor, **sizes)
     elif expert and m.ffn == "dense":
         layer = DenseFFN(m.dim, hidden=dense_hidden(m), activation=m.peer.activation)
     elif expert:
@@ -82,7 +114,7 @@ def build_ffn(cfg, *, expert: bool) -> GrowingExperts:
     return GrowingExperts(
         layer,
         policy=g.policy,
-        grow_sub_keys=g.sub_keys,
+        grow_size=g.experts if m.ffn in ("moe", "expert_choice") else g.sub_keys,
         init=g.init,
         routing=g.routing,
         freeze_query=g.freeze_query,
@@ -91,6 +123,11 @@ def build_ffn(cfg, *, expert: bool) -> GrowingExperts:
 
 def build_model(cfg, spec) -> nn.Module:
     m = cfg.model
+    if spec.task == "lm" and m.ffn == "expert_choice":
+        raise ValueError(
+            "model.ffn=expert_choice sees every token of the batch, future ones included, so "
+            "it cannot be used for causal language modelling; use moe, peer or pkm"
+        )
     if spec.task == "lm":
         if m.kind != "transformer":
             raise ValueError(

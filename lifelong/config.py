@@ -31,9 +31,19 @@ class PEERConfig:  # product-key sizes, used by model.ffn=peer and model.ffn=pkm
 
 
 @dataclass
+class MoEConfig:  # used by model.ffn=moe (token choice) and model.ffn=expert_choice
+    num_experts: int = 8  # initial experts
+    hidden: int | None = None  # expert FFN width; default: equal active params to PEER
+    topk: int = 2  # token choice: experts per token (1 = Switch, 2 = GShard/Mixtral)
+    capacity_factor: float = 1.25  # slots per expert = round(cf · tokens / experts)
+    aux_loss_weight: float = 0.01  # Switch load-balancing loss weight α
+    random_second: bool = False  # GShard: second expert sampled by its gate
+
+
+@dataclass
 class ModelConfig:
     kind: str = "mlp"  # mlp (classification) | transformer (byte LM)
-    ffn: str = "peer"  # the pluggable FFN: peer | pkm | dense
+    ffn: str = "peer"  # the pluggable FFN: peer | pkm | moe | expert_choice | dense
     dim: int = 64  # model width
     dense_hidden: int | None = None  # dense FFN width; default: the PEER layer's active params
     head: str = "single"  # mlp: single head | multi (one per task label, task-IL)
@@ -42,6 +52,7 @@ class ModelConfig:
     n_heads: int = 4  # attention heads
     expert_blocks: list[int] | None = None  # transformer blocks with the expert FFN; default middle
     peer: PEERConfig = field(default_factory=PEERConfig)
+    moe: MoEConfig = field(default_factory=MoEConfig)
     # Shared parameters frozen from the second experience on: name prefixes (e.g. ["stem"]),
     # or ["shared"] for every parameter that growth does not manage (experts, sub-keys,
     # query networks and per-task heads are managed by growth).
@@ -51,7 +62,8 @@ class ModelConfig:
 @dataclass
 class GrowthConfig:
     policy: str = "every_experience"  # every_experience | new_task_label | never
-    sub_keys: int = 8  # sub-keys added per side at each growth (2·n·m + m² experts)
+    sub_keys: int = 8  # peer/pkm: sub-keys added per side at each growth (2·n·m + m² experts)
+    experts: int = 4  # moe/expert_choice: experts added at each growth
     init: str = "random"  # new experts: random | upcycle (copies of the most-used)
     routing: str = "task_aware"  # task_aware (stage of the sample's task) | task_agnostic
     freeze_query: bool = True  # freeze query networks (and BatchNorm stats) after experience 0

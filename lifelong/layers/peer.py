@@ -164,6 +164,13 @@ class PEER(nn.Module):
     def num_experts(self) -> int:
         return self.num_sub_keys**2
 
+    def active_params_per_token(self) -> int:
+        """Parameters one token uses: the query network, every sub-key (all are scored) and
+        heads·topk retrieved experts of ``len(TABLES)·dim`` weights each."""
+        query = sum(p.numel() for p in self.query.parameters())
+        sub_keys = sum(p.numel() for p in (*self.sub_keys1, *self.sub_keys2))
+        return query + sub_keys + self.heads * self.topk * len(self.TABLES) * self.dim
+
     def experts_at_stage(self, stage: int) -> int:
         return self.stage_sub_keys[self._check_stage(stage)] ** 2
 

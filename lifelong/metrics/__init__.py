@@ -8,6 +8,12 @@
 
 from .continual import per_experience_forgetting, summarize_matrix
 from .experts import expert_usage, kl_nonuniformity, pool_grid, stage_slices, usage_grid
+from .moe_metric import (
+    MoEMetric,
+    dropped_token_pct,
+    tokens_per_expert,
+    tokens_per_expert_cv,
+)
 from .names import format_metric_name, strategy_metric_name
 from .plots import curves_png, matrix_png, usage_png, usage_rgb
 from .plugins import ExperienceMatrix, ExpertUsageMetric, TrainingProgress, expert_layers
@@ -15,6 +21,10 @@ from .plugins import ExperienceMatrix, ExpertUsageMetric, TrainingProgress, expe
 __all__ = [
     "ExperienceMatrix",
     "ExpertUsageMetric",
+    "MoEMetric",
+    "dropped_token_pct",
+    "tokens_per_expert",
+    "tokens_per_expert_cv",
     "TrainingProgress",
     "curves_png",
     "expert_layers",

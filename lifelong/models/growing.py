@@ -35,7 +35,7 @@ class GrowingExperts(DynamicModule):
     Args:
         layer: the expert layer.
         policy: when to grow: "every_experience", "new_task_label" or "never".
-        grow_sub_keys: sub-keys added per side at each growth.
+        grow_size: what each growth adds: sub-keys per side for PEER/PKM, experts for MoEs.
         init: initialisation of new experts, "random" or "upcycle".
         routing: "task_aware" or "task_agnostic".
         freeze_query: after the first experience, freeze the query network, its BatchNorm
@@ -47,7 +47,7 @@ class GrowingExperts(DynamicModule):
         layer: nn.Module,
         *,
         policy: str = "every_experience",
-        grow_sub_keys: int = 8,
+        grow_size: int = 8,
         init: str = "random",
         routing: str = "task_aware",
         freeze_query: bool = True,
@@ -58,7 +58,7 @@ class GrowingExperts(DynamicModule):
         if routing not in ROUTINGS:
             raise ValueError(f"routing={routing!r} is not supported; choose one of {ROUTINGS}")
         self.layer = layer
-        self.policy, self.grow_sub_keys, self.init = policy, grow_sub_keys, init
+        self.policy, self.grow_size, self.init = policy, grow_size, init
         self.routing, self.freeze_query = routing, freeze_query
         # task label -> stage it was last trained on (-1: never trained). A buffer, so it
         # is saved with the model and the stage mapping survives a checkpoint.
@@ -76,7 +76,7 @@ class GrowingExperts(DynamicModule):
         labels = experience_task_labels(experience)
         first = self.trained_experiences.numel() == 0
         if not first and self._should_grow(labels):
-            self.layer.grow(self.grow_sub_keys, init=self.init)
+            self.layer.grow(self.grow_size, init=self.init)
         if not first and self.freeze_query:
             self._freeze_query()
         stage = getattr(self.layer, "num_stages", 1) - 1

@@ -17,22 +17,21 @@ from pathlib import Path
 from omegaconf import OmegaConf
 from torch import nn
 
-from ..layers import PEER
 from ..metrics import curves_png, matrix_png, usage_grid, usage_png
 
 
 def active_params_per_token(model: nn.Module) -> int:
-    """Parameters one token touches: every dense parameter, plus heads·topk experts per
-    product-key layer (2·dim weights for a PEER expert, dim for a PKM value) instead of its
-    whole tables."""
-    total = 0
-    expert_tables = set()
+    """Parameters one token touches: every parameter of the model, except that an expert
+    layer (anything with ``active_params_per_token()``: PEER, PKM, the MoEs) counts only
+    what it uses per token instead of all its parameters."""
+    total, counted = 0, set()
     for module in model.modules():
-        if isinstance(module, PEER):  # PKM included
-            total += module.heads * module.topk * len(module.TABLES) * module.dim
-            tables = [p for name in module.TABLES for p in getattr(module, name)]
-            expert_tables.update(id(p) for p in tables)
-    return total + sum(p.numel() for p in model.parameters() if id(p) not in expert_tables)
+        if callable(getattr(module, "active_params_per_token", None)) and not any(
+            id(p) in counted for p in module.parameters()
+        ):
+            total += module.active_params_per_token()
+            counted.update(id(p) for p in module.parameters())
+    return total + sum(p.numel() for p in model.parameters() if id(p) not in counted)
 
 
 def _flat_hparams(cfg) -> dict:

@@ -14,8 +14,9 @@ from omegaconf import DictConfig, OmegaConf
 
 from ..builders import LMCrossEntropy, build_model, build_strategy, resolve_device
 from ..data import build_stream
-from ..metrics import ExperienceMatrix, ExpertUsageMetric
+from ..metrics import ExperienceMatrix, ExpertUsageMetric, MoEMetric
 from ..optim import LazyAdamW
+from .aux_loss import AuxLossPlugin
 from .freeze import FreezeSharedPlugin
 from .report import write_report
 
@@ -64,9 +65,9 @@ def run(cfg: DictConfig) -> Path:
     tb = TensorboardLogger(run_dir) if cfg.log.tensorboard else None
     loggers = [lg for lg in (tb, InteractiveLogger() if cfg.log.progress else None) if lg]
     evaluator = EvaluationPlugin(
-        matrix, usage, loss_metrics(experience=True, stream=True), loggers=loggers
+        matrix, usage, MoEMetric(), loss_metrics(experience=True, stream=True), loggers=loggers
     )
-    plugins = [FreezeSharedPlugin(list(cfg.model.freeze_after_first))]
+    plugins = [FreezeSharedPlugin(list(cfg.model.freeze_after_first)), AuxLossPlugin()]
     strategy = build_strategy(
         cfg,
         model=model,

@@ -31,7 +31,7 @@ def peer_model(policy="every_experience", routing="task_aware", freeze_query=Tru
     ffn = GrowingExperts(
         PEER(16, num_experts=16, heads=2, topk=2),
         policy=policy,
-        grow_sub_keys=2,
+        grow_size=2,
         routing=routing,
         freeze_query=freeze_query,
     )
