@@ -156,6 +156,27 @@ def build_model(cfg, spec) -> nn.Module:
     )
 
 
+def build_regularization(cfg) -> list:
+    """[RegularizationPlugin] for train.regularizer, or [] for none."""
+    from omegaconf import OmegaConf
+
+    from .regularizers import RegularizationPlugin, build_regularizer
+
+    t = cfg.train
+    if t.regularizer == "none":
+        return []
+    if t.strategy in ("joint", "ewc", "si", "lwf"):
+        raise ValueError(
+            f"train.regularizer={t.regularizer} needs a sequential strategy without its own "
+            f"regulariser (naive or replay), not train.strategy={t.strategy}"
+        )
+    options = OmegaConf.to_container(t.regularizer_options, resolve=True)
+    if t.regularizer == "distill" and cfg.model.kind == "mlp" and cfg.model.head == "multi":
+        options.setdefault("labels", "previous")  # the old copy has no head for a new task
+    regularizer = build_regularizer(t.regularizer, **options)  # names valid names/options
+    return [RegularizationPlugin([regularizer], weights=[t.regularizer_lambda])]
+
+
 def build_strategy(cfg, *, model, optimizer, criterion, evaluator, device, plugins=()):
     from avalanche.training import EWC, JointTraining, LwF, Naive, Replay, SynapticIntelligence
 

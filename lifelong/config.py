@@ -83,6 +83,11 @@ class TrainConfig:
     lwf_temperature: float = 2.0  # strategy=lwf
     replay_mem_size: int = 200  # strategy=replay: exemplars kept
     eval_initial: bool = True  # evaluate before training, for forward transfer (FWT)
+    # Regulariser of the shared parameters (docs/regularizers.md): none | l2 | ewc | si |
+    # distill; it composes with any strategy, growth and replay.
+    regularizer: str = "none"
+    regularizer_lambda: float = 1.0  # λ: the penalty's weight in the loss
+    regularizer_options: dict[str, Any] = field(default_factory=dict)  # e.g. {decay: 0.9}
 
 
 @dataclass

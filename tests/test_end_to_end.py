@@ -63,6 +63,24 @@ def test_split_digits_task_il_does_not_forget(tmp_path):
     assert metrics["forgetting"] == 0.0
 
 
+@pytest.mark.parametrize("regularizer", ["ewc", "distill"])
+def test_regularizer_from_config_composes_with_growth(regularizer, tmp_path):
+    overrides = [f"runs_dir={tmp_path}", f"train.regularizer={regularizer}", "train.epochs=1"]
+    cfg = load_config(CONFIGS / "permuted_digits_smoke.yaml", overrides)
+    metrics = json.loads((run(cfg) / "metrics.json").read_text())
+    assert len(metrics["accuracy_matrix"]) == 3
+
+
+def test_unknown_regularizer_option_is_refused(tmp_path):
+    overrides = [
+        f"runs_dir={tmp_path}",
+        "train.regularizer=ewc",
+        "train.regularizer_options.gamma=1",
+    ]
+    with pytest.raises(ValueError, match="has no option 'gamma'"):
+        run(load_config(CONFIGS / "permuted_digits_smoke.yaml", overrides))
+
+
 def test_existing_run_directory_is_refused(tmp_path):
     cfg = load_config(CONFIGS / "split_digits_class_il_smoke.yaml", [f"runs_dir={tmp_path}"])
     (tmp_path / cfg.name).mkdir()

@@ -52,7 +52,9 @@ class Regularizer:
     the first ``after_experience`` a penalty should be 0: there is nothing to protect yet.
     """
 
-    def penalty(self, model: nn.Module, *, x: Tensor, task_labels: Tensor, output: Tensor) -> Tensor:
+    def penalty(
+        self, model: nn.Module, *, x: Tensor, task_labels: Tensor, output: Tensor
+    ) -> Tensor:
         """A scalar to add to the loss. x: the minibatch input, task_labels (B,), output:
         the model's output on it, e.g. (B, C) logits or (B, T, V) for a language model."""
         raise NotImplementedError(f"{type(self).__name__} must define penalty()")

@@ -20,9 +20,7 @@ def shared_parameters(model: nn.Module) -> dict[str, nn.Parameter]:
     """
     managed = growth_managed(model)
     return {
-        name: p
-        for name, p in model.named_parameters()
-        if p.requires_grad and id(p) not in managed
+        name: p for name, p in model.named_parameters() if p.requires_grad and id(p) not in managed
     }
 
 

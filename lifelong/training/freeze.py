@@ -4,6 +4,7 @@ from avalanche.core import SupervisedPlugin
 from torch import nn
 
 from ..layers import PEER
+from ..layers.moe_common import StagedMoE
 from ..models.heads import TaskHeads
 
 SHARED = "shared"
@@ -11,10 +12,11 @@ SHARED = "shared"
 
 def growth_managed(model: nn.Module) -> set[int]:
     """ids of the parameters that growth itself protects: expert tables, sub-keys and query
-    networks of expert layers (growth.freeze_query), and per-task heads."""
+    networks of product-key layers (growth.freeze_query), experts and router rows of MoE
+    layers, and per-task heads."""
     ids = set()
     for module in model.modules():
-        if isinstance(module, (PEER, TaskHeads)):
+        if isinstance(module, (PEER, StagedMoE, TaskHeads)):
             ids.update(id(p) for p in module.parameters())
     return ids
 

@@ -12,7 +12,13 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from ..builders import LMCrossEntropy, build_model, build_strategy, resolve_device
+from ..builders import (
+    LMCrossEntropy,
+    build_model,
+    build_regularization,
+    build_strategy,
+    resolve_device,
+)
 from ..data import build_stream
 from ..metrics import ExperienceMatrix, ExpertUsageMetric, MoEMetric
 from ..optim import LazyAdamW
@@ -67,7 +73,11 @@ def run(cfg: DictConfig) -> Path:
     evaluator = EvaluationPlugin(
         matrix, usage, MoEMetric(), loss_metrics(experience=True, stream=True), loggers=loggers
     )
-    plugins = [FreezeSharedPlugin(list(cfg.model.freeze_after_first)), AuxLossPlugin()]
+    plugins = [
+        FreezeSharedPlugin(list(cfg.model.freeze_after_first)),
+        AuxLossPlugin(),
+        *build_regularization(cfg),
+    ]
     strategy = build_strategy(
         cfg,
         model=model,

@@ -1,0 +1,104 @@
+"""Tiny models, streams and runs for the regulariser tests (seconds on 2 CPU cores).
+
+``tiny_benchmark`` and ``peer_model`` follow tests/models/test_growing.py.
+"""
+
+import contextlib
+
+import torch
+from avalanche.benchmarks.scenarios.dataset_scenario import benchmark_from_datasets
+from avalanche.benchmarks.scenarios.supervised import with_classes_timeline
+from avalanche.benchmarks.scenarios.task_aware import with_task_labels
+from avalanche.benchmarks.utils import AvalancheDataset, DataAttribute
+from avalanche.benchmarks.utils.classification_dataset import (
+    _make_taskaware_tensor_classification_dataset as tensor_dataset,
+)
+from avalanche.benchmarks.utils.flat_data import ConstantSequence
+from avalanche.core import SupervisedPlugin
+from torch import nn
+from torch.nn import functional as F
+from torch.utils.data import TensorDataset
+
+from lifelong.layers import PEER
+from lifelong.models.growing import GrowingExperts
+from lifelong.models.mlp import MLPClassifier
+from lifelong.models.transformer import ByteTransformerLM
+
+
+def tiny_benchmark(task_labels=(0, 1, 2), n=48):
+    """One experience per entry of task_labels; 2 classes each, random features (B, 10)."""
+    train, test = [], []
+    for e, t in enumerate(task_labels):
+        for split, size in ((train, n), (test, n // 2)):
+            x = torch.randn(size, 10)
+            y = torch.randint(2 * e, 2 * e + 2, (size,))
+            split.append(tensor_dataset(x, y, task_labels=t))
+    return with_task_labels(with_classes_timeline(benchmark_from_datasets(train=train, test=test)))
+
+
+def peer_model(head="multi", routing="task_aware"):
+    """(B, 10) -> (B, 8): stem (shared) -> growing PEER -> task heads (or one shared head)."""
+    ffn = GrowingExperts(PEER(16, num_experts=16, heads=2, topk=2), grow_size=2, routing=routing)
+    return MLPClassifier(in_features=10, num_classes=8, dim=16, ffn=ffn, head=head)
+
+
+class LMCrossEntropy(nn.Module):
+    """Mean next-byte cross-entropy: logits (B, T, V), targets (B, T)."""
+
+    def forward(self, logits, targets):
+        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1))
+
+
+def lm_model(seq_len=8):
+    """(B, T) bytes -> (B, T, 256): one block whose FFN is a growing PEER."""
+    return ByteTransformerLM(
+        dim=16,
+        n_layers=1,
+        n_heads=2,
+        seq_len=seq_len,
+        make_ffn=lambda i, expert: GrowingExperts(
+            PEER(16, num_experts=16, heads=2, topk=2), grow_size=2
+        ),
+    )
+
+
+def lm_benchmark(n_exp=2, n=32, seq_len=8):
+    """Experience e: random bytes from its own range of 32 values, task label e."""
+    train, test = [], []
+    for e in range(n_exp):
+        for split, size in ((train, n), (test, n // 2)):
+            seq = torch.randint(32 * e, 32 * e + 32, (size, seq_len + 1))
+            labels = DataAttribute(ConstantSequence(e, size), "targets_task_labels", True)
+            data = TensorDataset(seq[:, :-1], seq[:, 1:])
+            split.append(AvalancheDataset([data], data_attributes=[labels]))
+    return with_task_labels(benchmark_from_datasets(train=train, test=test))
+
+
+class PenaltyRecorder(SupervisedPlugin):
+    """After every backward: the regularisation plugin's penalties, and what the strategy's
+    loss holds beyond the task loss (the criterion recomputed on the same output)."""
+
+    def __init__(self, plugin):
+        super().__init__()
+        self.plugin = plugin
+        self.penalties: list[list[float]] = []  # per experience: first penalty per iteration
+        self.extra: list[float] = []  # loss - criterion, per iteration
+
+    def before_training_exp(self, strategy, *args, **kwargs):
+        self.penalties.append([])
+
+    def after_backward(self, strategy, *args, **kwargs):
+        self.penalties[-1].append(float(self.plugin.last_penalties[0]))
+        with torch.no_grad():
+            self.extra.append(float(strategy.loss - strategy.criterion()))
+
+
+@contextlib.contextmanager
+def one_thread():
+    """Tiny models run faster on one intra-op thread, above all on a shared machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
