@@ -17,7 +17,6 @@ and emits (x = number of trained experiences; ``{layer}`` is the module path):
 """
 
 import copy
-from functools import partial
 
 import torch
 from avalanche.evaluation.metric_results import MetricValue
@@ -25,6 +24,7 @@ from torch import Tensor, nn
 
 from .names import strategy_metric_name
 from .progress import TrainingProgress
+from .routing_tap import RoutingTap
 from .usage_metric import ROOT_NAME
 
 
@@ -132,9 +132,7 @@ class MoEMetric(TrainingProgress):
         self.keep_history = keep_history
         self.history: list[dict] = []
         self._latest_overall: dict[str, dict] = {}
-        self._layers: dict[str, nn.Module] = {}
-        self._handles: list = []
-        self._recording = False
+        self._tap = RoutingTap(moe_layers, self._on_route)
         self._tally: dict[str, _Tally] = {}  # layer -> counts of this experience
         self._stream_tally: dict[str, _Tally] = {}  # layer -> counts of this eval call
 
@@ -152,35 +150,29 @@ class MoEMetric(TrainingProgress):
 
     def reset(self) -> None:
         """Forget history and training progress (for reusing the metric in a new run)."""
-        self._remove_hooks()
+        self._tap.detach()
         self.reset_progress()
         self.history, self._latest_overall = [], {}
         self._tally, self._stream_tally = {}, {}
 
     # ---------------------------------------------------------------------- callbacks
     def before_eval(self, strategy):
-        self._remove_hooks()  # an evaluation that raised may have left hooks behind
+        self._tap.detach()  # an evaluation that raised may have left hooks behind
         self._stream_tally = {}
-        if self._inside_training_exp:
-            return None  # a mid-experience periodic evaluation: never recorded
-        self._layers = moe_layers(self.model if self.model is not None else strategy.model)
-        self._handles = [
-            layer.register_routing_hook(partial(self._on_route, name))
-            for name, layer in self._layers.items()
-        ]
+        if not self._inside_training_exp:  # a mid-experience evaluation is never recorded
+            self._tap.attach(self.model if self.model is not None else strategy.model)
         return None
 
     def before_eval_exp(self, strategy):
-        self._recording = bool(self._handles) and self.records(strategy)
+        self._tap.start_experience(self.records(strategy))
         self._tally = {}
 
     def after_eval_exp(self, strategy):
-        if not self._recording:
+        if not self._tap.stop_experience():
             return None
-        self._recording = False
         j = int(strategy.experience.current_experience)
         values = []
-        for name, layer in self._layers.items():
+        for name, layer in self._tap.layers.items():
             tally = self._tally.get(name, _Tally())
             stats = tally.stats(_per_token(layer))
             if self.keep_history:
@@ -199,10 +191,10 @@ class MoEMetric(TrainingProgress):
         return values
 
     def after_eval(self, strategy):
-        self._remove_hooks()
+        self._tap.detach()
         values = []
         for name, tally in self._stream_tally.items():
-            stats = tally.stats(_per_token(self._layers[name]))
+            stats = tally.stats(_per_token(self._tap.layers[name]))
             self._latest_overall[name] = stats
             values += self._emit(strategy, name, stats, experience=False)
         self._stream_tally = {}
@@ -210,14 +202,8 @@ class MoEMetric(TrainingProgress):
 
     # -------------------------------------------------------------------------- hooks
     def _on_route(self, name: str, layer: nn.Module, idx: Tensor, gates: Tensor):
-        """idx: (M, K) expert ids of one forward, -1 in empty slots."""
-        if self._recording:
-            self._tally.setdefault(name, _Tally()).add(idx, int(layer.num_experts))
-
-    def _remove_hooks(self):
-        for handle in self._handles:
-            handle.remove()
-        self._handles = []
+        """idx: (M, K) expert ids of one recorded forward, -1 in empty slots."""
+        self._tally.setdefault(name, _Tally()).add(idx, int(layer.num_experts))
 
     # ----------------------------------------------------------------------- emission
     def _emit(self, strategy, name: str, stats: dict, *, experience: bool) -> list:

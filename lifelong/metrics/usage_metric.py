@@ -18,7 +18,6 @@ Emitted (x = number of trained experiences; ``{layer}`` is the module path):
 """
 
 import copy
-from functools import partial
 
 import torch
 from avalanche.evaluation.metric_results import LoggingType, MetricValue, TensorImage
@@ -28,6 +27,7 @@ from .experts import expert_usage, kl_nonuniformity, pool_grid, usage_grid
 from .names import strategy_metric_name
 from .plots import usage_rgb
 from .progress import TrainingProgress
+from .routing_tap import RoutingTap
 
 ROOT_NAME = "root"  # name of the model itself when it is the expert layer
 
@@ -100,9 +100,7 @@ class ExpertUsageMetric(TrainingProgress):
         self.keep_history = keep_history
         self.history: list[dict] = []
         self._latest_overall: dict[str, dict] = {}
-        self._layers: dict[str, nn.Module] = {}
-        self._handles: list = []
-        self._recording = False
+        self._tap = RoutingTap(expert_layers, self._on_route)
         self._mass: dict[str, Tensor] = {}  # layer -> (N,) float64 on device, this experience
         self._stream_mass: dict[str, Tensor] = {}  # layer -> (N,) float64 CPU, this eval call
 
@@ -119,35 +117,29 @@ class ExpertUsageMetric(TrainingProgress):
 
     def reset(self) -> None:
         """Forget history and training progress (for reusing the metric in a new run)."""
-        self._remove_hooks()
+        self._tap.detach()
         self.reset_progress()
         self.history, self._latest_overall = [], {}
         self._mass, self._stream_mass = {}, {}
 
     # ---------------------------------------------------------------------- callbacks
     def before_eval(self, strategy):
-        self._remove_hooks()  # an evaluation that raised may have left hooks behind
+        self._tap.detach()  # an evaluation that raised may have left hooks behind
         self._stream_mass = {}
-        if self._inside_training_exp:
-            return None  # a mid-experience periodic evaluation: never recorded
-        self._layers = expert_layers(self.model if self.model is not None else strategy.model)
-        self._handles = [
-            layer.register_routing_hook(partial(self._on_route, name))
-            for name, layer in self._layers.items()
-        ]
+        if not self._inside_training_exp:  # a mid-experience evaluation is never recorded
+            self._tap.attach(self.model if self.model is not None else strategy.model)
         return None
 
     def before_eval_exp(self, strategy):
-        self._recording = bool(self._handles) and self.records(strategy)
+        self._tap.start_experience(self.records(strategy))
         self._mass = {}
 
     def after_eval_exp(self, strategy):
-        if not self._recording:
+        if not self._tap.stop_experience():
             return None
-        self._recording = False
         j = int(strategy.experience.current_experience)
         values = []
-        for name, layer in self._layers.items():
+        for name, layer in self._tap.layers.items():
             mass = _padded(self._mass.get(name), int(layer.num_experts))  # (N,)
             stages = stage_bounds(layer)
             if self.keep_history:
@@ -168,10 +160,10 @@ class ExpertUsageMetric(TrainingProgress):
         return values
 
     def after_eval(self, strategy):
-        self._remove_hooks()
+        self._tap.detach()
         values = []
         for name, mass in self._stream_mass.items():
-            layer = self._layers[name]
+            layer = self._tap.layers[name]
             stages = stage_bounds(layer)
             self._latest_overall[name] = usage_stats(mass, stages)
             values += self._emit(strategy, name, layer, mass, stages, experience=False)
@@ -180,9 +172,8 @@ class ExpertUsageMetric(TrainingProgress):
 
     # -------------------------------------------------------------------------- hooks
     def _on_route(self, name: str, layer: nn.Module, idx: Tensor, gates: Tensor):
-        """idx, gates: (M, heads*topk) expert ids and router weights of one forward."""
-        if not self._recording:
-            return
+        """idx, gates: (M, heads*topk) expert ids and router weights of one recorded
+        forward (the tap calls this only while an experience is recorded)."""
         size = int(layer.num_experts)
         mass = self._mass.get(name)
         if mass is None or mass.numel() < size:
@@ -193,11 +184,6 @@ class ExpertUsageMetric(TrainingProgress):
         idx, gates = idx.reshape(-1), gates.reshape(-1)
         kept = idx >= 0  # -1 marks a dropped (over-capacity) token slot
         mass.index_add_(0, idx[kept], gates[kept].to(torch.float64))
-
-    def _remove_hooks(self):
-        for handle in self._handles:
-            handle.remove()
-        self._handles = []
 
     # ----------------------------------------------------------------------- emission
     def _emit(self, strategy, name, layer, mass, stages, *, experience: bool) -> list:
