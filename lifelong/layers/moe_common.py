@@ -250,7 +250,8 @@ class StagedMoE(nn.Module):
         return y, self.aux_loss
 
     def _dispatch(self, logits: Tensor) -> tuple[Tensor, Tensor, Tensor | None]:
-        raise NotImplementedError
+        """The routing rule, defined by each MoE (token choice, expert choice)."""
+        raise NotImplementedError(f"{type(self).__name__} must define _dispatch()")
 
     def _logits(self, x: Tensor, stage) -> Tensor:
         """(M, d) -> (M, n) float32 router logits over the first n experts (those of the

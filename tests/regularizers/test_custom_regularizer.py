@@ -6,7 +6,8 @@ import re
 from pathlib import Path
 
 import torch
-from tiny_regularized import PenaltyRecorder, one_thread, peer_model, tiny_benchmark
+from tiny_regularized import PenaltyRecorder, one_thread, peer_model
+from tiny_streams import tiny_benchmark
 from torch import nn
 
 from lifelong.regularizers import RegularizationPlugin, build_regularizer

@@ -4,7 +4,8 @@ import pytest
 import torch
 from avalanche.models import MultiTaskModule
 from avalanche.models.dynamic_modules import avalanche_model_adaptation
-from tiny_regularized import peer_model, tiny_benchmark
+from tiny_regularized import peer_model
+from tiny_streams import tiny_benchmark
 from torch import nn
 from torch.nn import functional as F
 

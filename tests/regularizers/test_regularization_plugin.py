@@ -10,8 +10,8 @@ from tiny_regularized import (
     lm_model,
     one_thread,
     peer_model,
-    tiny_benchmark,
 )
+from tiny_streams import tiny_benchmark
 from torch import nn
 
 from lifelong.optim import LazyAdamW

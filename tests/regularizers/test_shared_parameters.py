@@ -2,7 +2,8 @@
 
 import torch
 from avalanche.training import Naive
-from tiny_regularized import lm_model, one_thread, peer_model, tiny_benchmark
+from tiny_regularized import lm_model, one_thread, peer_model
+from tiny_streams import tiny_benchmark
 from torch import nn
 
 from lifelong.optim import LazyAdamW

@@ -1,18 +1,14 @@
 """Tiny models, streams and runs for the regulariser tests (seconds on 2 CPU cores).
 
-``tiny_benchmark`` and ``peer_model`` follow tests/models/test_growing.py.
+Streams come from tests/tiny_streams.py; ``peer_model`` follows tests/models/test_growing.py.
 """
 
 import contextlib
 
 import torch
 from avalanche.benchmarks.scenarios.dataset_scenario import benchmark_from_datasets
-from avalanche.benchmarks.scenarios.supervised import with_classes_timeline
 from avalanche.benchmarks.scenarios.task_aware import with_task_labels
 from avalanche.benchmarks.utils import AvalancheDataset, DataAttribute
-from avalanche.benchmarks.utils.classification_dataset import (
-    _make_taskaware_tensor_classification_dataset as tensor_dataset,
-)
 from avalanche.benchmarks.utils.flat_data import ConstantSequence
 from avalanche.core import SupervisedPlugin
 from torch import nn
@@ -23,17 +19,6 @@ from lifelong.layers import PEER
 from lifelong.models.growing import GrowingExperts
 from lifelong.models.mlp import MLPClassifier
 from lifelong.models.transformer import ByteTransformerLM
-
-
-def tiny_benchmark(task_labels=(0, 1, 2), n=48):
-    """One experience per entry of task_labels; 2 classes each, random features (B, 10)."""
-    train, test = [], []
-    for e, t in enumerate(task_labels):
-        for split, size in ((train, n), (test, n // 2)):
-            x = torch.randn(size, 10)
-            y = torch.randint(2 * e, 2 * e + 2, (size,))
-            split.append(tensor_dataset(x, y, task_labels=t))
-    return with_task_labels(with_classes_timeline(benchmark_from_datasets(train=train, test=test)))
 
 
 def peer_model(head="multi", routing="task_aware"):
