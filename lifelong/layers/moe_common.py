@@ -28,6 +28,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.hooks import RemovableHandle
 
+from .upcycle import check_noise, growth_usage, noisy_copy, upcycle_sources
+
 ACTIVATIONS = {"gelu": F.gelu, "relu": F.relu}
 EXPERT_INITS = ("random", "upcycle", "dense")
 ROUTER_STD = 0.02  # router init N(0, 0.02), as in sparse upcycling (Komatsuzaki et al. 2022)
@@ -183,22 +185,15 @@ class StagedMoE(nn.Module):
         choice("init", init, EXPERT_INITS)
         if (init == "dense") != (source is not None):
             raise ValueError(f"source is required by init='dense' and only by it (init={init!r})")
-        if isinstance(noise, bool) or not isinstance(noise, int | float) or noise < 0:
-            raise ValueError(f"noise={noise!r} must be a non-negative number (>= 0)")
-        if usage is None:
-            usage = self.router_mass
-        elif tuple(usage.shape) != (self.num_experts,):
-            raise ValueError(
-                f"usage has shape {tuple(usage.shape)}; expected ({self.num_experts},), "
-                f"one value per existing expert"
-            )
+        noise = check_noise(noise)
+        usage = growth_usage(usage, router_mass=self.router_mass)
         if source is not None:
             _dense_weights(source, self)
         for plist in (self.w1, self.w2, self.router):
             for param in plist:
                 param.requires_grad_(False)
                 param.grad = None
-        self._add_stage(m, init=init, usage=usage, noise=float(noise), source=source)
+        self._add_stage(m, init=init, usage=usage, noise=noise, source=source)
         return self.num_stages - 1
 
     def _add_stage(self, m: int, *, init: str, usage, noise: float, source):
@@ -207,12 +202,9 @@ class StagedMoE(nn.Module):
         w1 = torch.empty(m, self.hidden, self.dim, **kw)  # (m, hidden, dim)
         w2 = torch.empty(m, self.dim, self.hidden, **kw)  # (m, dim, hidden)
         if init == "upcycle":
-            order = torch.argsort(usage.to(w1.device), descending=True, stable=True)
-            used = max(1, int((usage > 0).sum()))
-            src = order[torch.arange(m, device=w1.device) % used]  # most used first, cycled
+            src = upcycle_sources(usage, m, device=w1.device)  # (m,)
             for new, plist in ((w1, self.w1), (w2, self.w2)):
-                old = torch.cat(list(plist))  # (N, ., .)
-                new.copy_(old[src] + torch.randn_like(new) * (noise * float(old.std())))
+                new.copy_(noisy_copy(torch.cat(list(plist)), src, noise))  # from (N, ., .)
         elif init == "dense":
             d1, d2 = _dense_weights(source, self)
             w1.copy_(d1.expand_as(w1))

@@ -35,7 +35,8 @@ class GrowingExperts(DynamicModule):
     Args:
         layer: the expert layer.
         policy: when to grow: "every_experience", "new_task_label" or "never".
-        grow_size: what each growth adds: sub-keys per side for PEER/PKM, experts for MoEs.
+        grow_size: what each growth adds: sub-keys per side for PEER/PKM, experts for MoEs,
+            hidden units for ``DenseFFN``.
         init: initialisation of new experts, "random" or "upcycle".
         routing: "task_aware" or "task_agnostic".
         freeze_query: after the first experience, freeze the query network, its BatchNorm
@@ -91,7 +92,7 @@ class GrowingExperts(DynamicModule):
 
     def _should_grow(self, labels: list[int]) -> bool:
         if not hasattr(self.layer, "grow") or self.policy == "never":
-            return False  # a layer without grow() (the dense FFN) never grows
+            return False  # a layer without grow() (the transformer's plain MLP) never grows
         if self.policy == "every_experience":
             return True
         known = {t for t in range(self.task_stage.numel()) if int(self.task_stage[t]) >= 0}

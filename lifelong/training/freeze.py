@@ -4,7 +4,9 @@ from avalanche.core import SupervisedPlugin
 from torch import nn
 
 from ..layers import PEER
+from ..layers.dense import DenseFFN
 from ..layers.moe_common import StagedMoE
+from ..models.growing import GrowingExperts
 from ..models.heads import TaskHeads
 
 SHARED = "shared"
@@ -13,11 +15,21 @@ SHARED = "shared"
 def growth_managed(model: nn.Module) -> set[int]:
     """ids of the parameters that growth itself protects: expert tables, sub-keys and query
     networks of product-key layers (growth.freeze_query), experts and router rows of MoE
-    layers, and per-task heads."""
+    layers, per-task heads, and the units of a dense FFN that grows (one that has grown,
+    or whose ``GrowingExperts`` policy may grow it). A dense FFN under growth.policy=never
+    stays a shared parameter, as before dense growth existed."""
     ids = set()
     for module in model.modules():
         if isinstance(module, (PEER, StagedMoE, TaskHeads)):
             ids.update(id(p) for p in module.parameters())
+        elif isinstance(module, DenseFFN) and module.num_stages > 1:
+            ids.update(id(p) for p in module.parameters())
+        elif (
+            isinstance(module, GrowingExperts)
+            and isinstance(module.layer, DenseFFN)
+            and module.policy != "never"
+        ):
+            ids.update(id(p) for p in module.layer.parameters())
     return ids
 
 
@@ -38,6 +50,12 @@ class FreezeSharedPlugin(SupervisedPlugin):
                 param.requires_grad_(False)
                 param.grad = None
         self.experiences_seen += 1
+
+    def state_dict(self) -> dict:
+        return {"experiences_seen": self.experiences_seen}
+
+    def load_state_dict(self, state: dict, **context) -> None:
+        self.experiences_seen = int(state["experiences_seen"])
 
     def selected(self, model: nn.Module) -> list[nn.Parameter]:
         managed = growth_managed(model)
