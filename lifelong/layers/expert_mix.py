@@ -41,13 +41,13 @@ ACTIVATIONS = {
 
 class _ExpertMix(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x, idx, weights, down, up, bounds, activation, sparse_grad, *chunks):
+    def forward(ctx, x, idx, weights, down, up, spans, activation, sparse_grad, *chunks):
         act, _ = ACTIVATIONS[activation]
         pre = row_dots(down, idx, x)  # (M, K)
         y = F.embedding_bag(idx, up, per_sample_weights=weights * act(pre), mode="sum")
         ctx.save_for_backward(x, idx, weights, pre)
         ctx.tables = (down, up)
-        ctx.bounds, ctx.activation, ctx.sparse_grad = bounds, activation, sparse_grad
+        ctx.spans, ctx.activation, ctx.sparse_grad = spans, activation, sparse_grad
         return y  # (M, d)
 
     @staticmethod
@@ -66,16 +66,15 @@ class _ExpertMix(torch.autograd.Function):
         if needs[0]:
             grad_x = F.embedding_bag(idx, down, per_sample_weights=grad_pre, mode="sum")
 
-        # Expert tables: chunk c covers rows [bounds[c], bounds[c+1]) of both tables; the
-        # first half of `chunks` are down chunks, the second half up chunks.
-        n_chunks = len(ctx.bounds) - 1
+        # Expert tables: chunk c covers rows spans[c] = [lo, hi) of both tables; the first
+        # half of `chunks` are down chunks, the second half up chunks.
+        n_chunks, rows = len(ctx.spans), down.shape[0]
         chunk_grads = [None] * (2 * n_chunks)
-        for c in range(n_chunks):
+        for c, (lo, hi) in enumerate(ctx.spans):
             need_down, need_up = needs[8 + c], needs[8 + n_chunks + c]
             if not (need_down or need_up):
                 continue
-            lo, hi = ctx.bounds[c], ctx.bounds[c + 1]
-            groups = RowGroups(idx, lo, hi if hi < ctx.bounds[-1] else None)
+            groups = RowGroups(idx, lo, hi if hi < rows else None)
             if groups.rows is None:
                 continue  # no lookup hit this chunk: no gradient, no optimizer update
             scatter = groups.sparse if ctx.sparse_grad else groups.dense
@@ -96,7 +95,7 @@ def expert_mix(
     up: Tensor,
     down_chunks: list[Tensor],
     up_chunks: list[Tensor],
-    bounds: tuple[int, ...],
+    spans: list[tuple[int, int]],
     activation: str,
     sparse_grad: bool,
 ) -> Tensor:
@@ -104,9 +103,10 @@ def expert_mix(
 
     Args:
         x: (M, d) tokens. idx: (M, K) expert ids. weights: (M, K) router weights.
-        down, up: (N, d) tables read by the computation. Each is the row-wise concatenation
-            of its chunks (the tensors that receive gradients); chunk c holds rows
-            ``[bounds[c], bounds[c+1])``.
+        down, up: (N, d) tables read by the computation.
+        down_chunks, up_chunks: the tensors that receive the gradients of table rows
+            ``spans[c] = (lo, hi)``; each holds the values of those rows. Chunks that need no
+            gradient (frozen stages) may be left out.
         sparse_grad: chunk gradients as coalesced sparse COO tensors (only the retrieved
             rows) instead of dense tensors.
 
@@ -114,9 +114,9 @@ def expert_mix(
         (M, d).
     """
     assert x.dim() == 2 and idx.shape == weights.shape and idx.shape[0] == x.shape[0]
-    assert len(down_chunks) == len(up_chunks) == len(bounds) - 1
+    assert len(down_chunks) == len(up_chunks) == len(spans)
     y = _ExpertMix.apply(
-        x, idx, weights, down, up, bounds, activation, sparse_grad, *down_chunks, *up_chunks
+        x, idx, weights, down, up, tuple(spans), activation, sparse_grad, *down_chunks, *up_chunks
     )
     assert y.shape == x.shape
     return y

@@ -30,9 +30,29 @@ from torch.utils.hooks import RemovableHandle
 
 from .expert_mix import ACTIVATIONS, expert_mix
 from .product_keys import id_to_pair, product_key_topk
+from .upcycle import check_noise, growth_usage, noisy_copy, upcycle_sources
 
 SCORE_FUNCTIONS = {"softmax": lambda s: torch.softmax(s, dim=-1), "sigmoid": torch.sigmoid}
 EXPERT_INITS = ("random", "upcycle")
+
+
+def cat_frozen_runs(chunks: list[Tensor]) -> Tensor:
+    """``torch.cat(chunks)`` whose autograd node sees each run of consecutive chunks that
+    need no gradient (frozen stages) as one input, joined without autograd first. The
+    backward of a cat slices a gradient for every input, so one input per frozen stage
+    would add a cost per stage to every training step."""
+    parts, frozen = [], []
+    for chunk in chunks:
+        if chunk.requires_grad:
+            if frozen:
+                parts.append(torch.cat(frozen) if len(frozen) > 1 else frozen[0])
+                frozen = []
+            parts.append(chunk)
+        else:
+            frozen.append(chunk)
+    if frozen:
+        parts.append(torch.cat(frozen) if len(frozen) > 1 else frozen[0])
+    return torch.cat(parts) if len(parts) > 1 else parts[0]
 
 
 def _choice(name: str, value: str, valid) -> str:
@@ -47,14 +67,32 @@ def _positive(name: str, value: int) -> int:
     return value
 
 
-def sub_keys_for(num_experts: int) -> int:
-    """√num_experts, or a ValueError naming the nearest valid expert counts."""
-    _positive("num_experts", num_experts)
+def sub_keys_for(num_experts: int, *, prefix: str = "") -> int:
+    """√num_experts, or a ValueError naming the nearest valid expert counts.
+
+    ``prefix`` goes before the argument's name in the message, so that a caller whose
+    sizes come from elsewhere (``model.peer.`` in a run config) names the key to change.
+    """
+    _positive(f"{prefix}num_experts", num_experts)
     n = math.isqrt(num_experts)
     if n * n != num_experts:
         raise ValueError(
-            f"num_experts={num_experts} is not a perfect square; product keys need "
-            f"num_experts = n² (nearest valid: {n * n} or {(n + 1) ** 2})"
+            f"{prefix}num_experts={num_experts} is not a perfect square; product keys need "
+            f"num_experts = n² (n sub-keys per side): use {n * n} or {(n + 1) ** 2}"
+        )
+    return n
+
+
+def check_product_keys(*, num_experts: int, topk: int, prefix: str = "") -> int:
+    """√num_experts, after checking that product keys of that size can retrieve topk
+    experts: each side's sub-key search returns topk of its n sub-keys, so topk <= n."""
+    n = sub_keys_for(num_experts, prefix=prefix)
+    _positive(f"{prefix}topk", topk)
+    if topk > n:
+        raise ValueError(
+            f"{prefix}topk={topk} exceeds the {n} sub-keys per side of "
+            f"num_experts={num_experts}; choose 1 <= topk <= {n} or "
+            f"{prefix}num_experts >= {topk * topk}"
         )
     return n
 
@@ -110,12 +148,7 @@ class PEER(nn.Module):
                 f"key_dim={self.key_dim} must be even: it splits into two sub-key halves "
                 f"of key_dim/2 (e.g. key_dim={self.key_dim + 1})"
             )
-        n = sub_keys_for(num_experts)
-        if topk > n:
-            raise ValueError(
-                f"topk={topk} exceeds the {n} sub-keys per side of num_experts={num_experts}; "
-                f"choose 1 <= topk <= {n} or num_experts >= {topk * topk}"
-            )
+        n = check_product_keys(num_experts=num_experts, topk=topk)
         self.activation = _choice("activation", activation, ACTIVATIONS)
         self.score = _choice("score", score, SCORE_FUNCTIONS)
         self.sparse_grad = bool(sparse_grad)
@@ -133,22 +166,21 @@ class PEER(nn.Module):
             setattr(self, f"_{name}", torch.empty(0, dim))
         # z'_i = Σ_x g_i(x) over training tokens (Lample et al. 2019): drives upcycling.
         self.register_buffer("router_mass", torch.zeros(0))
+        # Sub-keys per side after each stage. Only _add_stage changes the stages, so this is
+        # kept here rather than re-counted from sub_keys1 on every forward.
+        self._sizes: tuple[int, ...] = ()
         self._routing_hooks: OrderedDict[int, Callable] = OrderedDict()
         self._add_stage(n, init="random", source_mass=None, noise=0.0)
 
     # ----------------------------------------------------------------------------- sizes
     @property
     def num_stages(self) -> int:
-        return len(self.sub_keys1)
+        return len(self._sizes)
 
     @property
     def stage_sub_keys(self) -> list[int]:
         """Sub-keys per side that exist at each stage: [n_0, n_1, ...]."""
-        sizes, total = [], 0
-        for chunk in self.sub_keys1:
-            total += chunk.shape[0]
-            sizes.append(total)
-        return sizes
+        return list(self._sizes)
 
     @property
     def stage_bounds(self) -> list[int]:
@@ -158,7 +190,7 @@ class PEER(nn.Module):
 
     @property
     def num_sub_keys(self) -> int:
-        return self.stage_sub_keys[-1]
+        return self._sizes[-1]
 
     @property
     def num_experts(self) -> int:
@@ -172,7 +204,7 @@ class PEER(nn.Module):
         return query + sub_keys + self.heads * self.topk * len(self.TABLES) * self.dim
 
     def experts_at_stage(self, stage: int) -> int:
-        return self.stage_sub_keys[self._check_stage(stage)] ** 2
+        return self._sizes[self._check_stage(stage)] ** 2
 
     def _check_stage(self, stage: int) -> int:
         if isinstance(stage, bool) or not 0 <= stage < self.num_stages:
@@ -209,13 +241,8 @@ class PEER(nn.Module):
         """
         m = _positive("num_sub_keys", num_sub_keys)
         _choice("init", init, EXPERT_INITS)
-        if usage is None:
-            usage = self.router_mass
-        elif usage.shape != (self.num_experts,):
-            raise ValueError(
-                f"usage has shape {tuple(usage.shape)}; expected ({self.num_experts},), "
-                f"one value per existing expert"
-            )
+        noise = check_noise(noise)
+        usage = growth_usage(usage, router_mass=self.router_mass)
         for plist in (self.sub_keys1, self.sub_keys2, *(getattr(self, n) for n in self.TABLES)):
             for param in plist:
                 param.requires_grad_(False)
@@ -249,11 +276,9 @@ class PEER(nn.Module):
             table[:old_rows] = old
             new = table[old_rows:]
             if init == "upcycle" and old_rows:
-                order = torch.argsort(source_mass.to(device), descending=True, stable=True)
-                used = max(1, int((source_mass > 0).sum()))
-                src = order[torch.arange(fresh, device=device) % used]
-                new.copy_(old[src])
-                new.add_(torch.randn_like(new) * (noise * float(old.std())))
+                new.copy_(
+                    noisy_copy(old, upcycle_sources(source_mass, fresh, device=device), noise)
+                )
             else:
                 # Values N(0, d^-1/2) as in PKM; the same scale for u keeps u·x at unit variance.
                 new.normal_(0.0, self.dim**-0.5)
@@ -264,9 +289,18 @@ class PEER(nn.Module):
         self.router_mass = torch.cat(
             [self.router_mass.to(device), torch.zeros(fresh, device=device)]
         )
+        self._sizes = (*self._sizes, new_n)
 
     def _bounds(self) -> tuple[int, ...]:
-        return (0, *self.stage_bounds)
+        return (0, *(n * n for n in self._sizes))
+
+    @staticmethod
+    def _chunks(plist: nn.ParameterList) -> list[Tensor]:
+        """The stage tensors of ``plist`` in order. ``ParameterList`` iteration goes through
+        ``__getitem__`` (~5 µs per element), a per-stage cost on every forward; its
+        ``_parameters`` dict holds the same entries, also while ``functional_call`` swaps
+        plain tensors in."""
+        return list(plist._parameters.values())
 
     @staticmethod
     def _repoint(plist: nn.ParameterList, table: Tensor):
@@ -282,31 +316,31 @@ class PEER(nn.Module):
         out = []
         for plist_name in self.TABLES:
             name, plist = f"_{plist_name}", getattr(self, plist_name)
-            table = getattr(self, name)
-            if not self._aliased(plist, table):
-                if all(isinstance(p, nn.Parameter) for p in plist):
+            table, chunks = getattr(self, name), self._chunks(plist)
+            if not self._aliased(chunks, table):
+                if all(isinstance(p, nn.Parameter) for p in chunks):
                     setattr(self, name, None)  # free the stale table before copying
-                    table = torch.cat([p.detach() for p in plist])
+                    table = torch.cat([p.detach() for p in chunks])
                     setattr(self, name, table)
                     self._repoint(plist, table)
                 else:  # functional_call with plain tensors: a table for this call only
-                    table = torch.cat([p.detach() for p in plist])
+                    table = torch.cat([p.detach() for p in chunks])
             out.append(table)
         return tuple(out)
 
     @staticmethod
-    def _aliased(plist, table: Tensor) -> bool:
-        if table.shape[0] != sum(p.shape[0] for p in plist):
+    def _aliased(chunks, table: Tensor) -> bool:
+        """Whether ``chunks`` (tensors or a ParameterList) are consecutive row blocks of
+        ``table``. This runs on every forward, once per stage, so each chunk is checked by
+        the address of its first element and its layout only (no storage objects)."""
+        chunks = list(chunks)
+        if table.shape[0] != sum(p.shape[0] for p in chunks) or not table.is_contiguous():
             return False
-        base, offset = table.untyped_storage().data_ptr(), table.storage_offset()
-        for p in plist:
-            if (
-                p.untyped_storage().data_ptr() != base
-                or p.storage_offset() != offset
-                or not p.is_contiguous()
-            ):
+        ptr, row_bytes = table.data_ptr(), table.stride(0) * table.element_size()
+        for p in chunks:
+            if p.data_ptr() != ptr or p.dtype != table.dtype or not p.is_contiguous():
                 return False
-            offset += p.numel()
+            ptr += p.shape[0] * row_bytes
         return True
 
     def _apply(self, fn, recurse=True):
@@ -324,7 +358,7 @@ class PEER(nn.Module):
 
     def expert_keys(self, stage: int | None = None) -> Tensor:
         """(experts at stage, key_dim); row i is the product key of global expert i."""
-        n = self.num_sub_keys if stage is None else self.stage_sub_keys[self._check_stage(stage)]
+        n = self.num_sub_keys if stage is None else self._sizes[self._check_stage(stage)]
         keys1, keys2 = self._sub_keys(n)
         i1, i2 = id_to_pair(torch.arange(n * n, device=keys1.device))
         return torch.cat([keys1[i1], keys2[i2]], dim=1)
@@ -337,9 +371,10 @@ class PEER(nn.Module):
         return scores.view(shape), idx.view(shape)
 
     def _sub_keys(self, n: int) -> tuple[Tensor, Tensor]:
-        chunks = self.stage_sub_keys.index(n) + 1
-        keys1 = torch.cat(list(self.sub_keys1[:chunks])) if chunks > 1 else self.sub_keys1[0]
-        keys2 = torch.cat(list(self.sub_keys2[:chunks])) if chunks > 1 else self.sub_keys2[0]
+        """Both sub-key sets of the first ``n`` sub-keys per side (n a stage size)."""
+        stages = self._sizes.index(n) + 1
+        keys1 = cat_frozen_runs(self._chunks(self.sub_keys1)[:stages])
+        keys2 = cat_frozen_runs(self._chunks(self.sub_keys2)[:stages])
         return keys1, keys2
 
     def _stage_rows(self, stage, lead) -> int | Tensor | None:
@@ -366,7 +401,7 @@ class PEER(nn.Module):
     def _retrieve(self, x: Tensor, stage) -> tuple[Tensor, Tensor]:
         """(M, dim) -> scores, ids each (M, heads, topk)."""
         M = x.shape[0]
-        sizes = self.stage_sub_keys
+        sizes = self._sizes
         limit = None
         if stage is None:
             n = sizes[-1]
@@ -416,15 +451,25 @@ class PEER(nn.Module):
     def _mix(self, x: Tensor, idx: Tensor, gates: Tensor) -> Tensor:
         """(M, d) tokens, (M, h*k) expert ids and router weights -> (M, d)."""
         down, up = self._tables()
+        down_chunks, up_chunks = self._chunks(self.down), self._chunks(self.up)
+        bounds = self._bounds()
+        # Only stages that can receive a gradient enter the autograd node (the tables carry
+        # the values): each input costs a little on every forward and backward, and the
+        # frozen stages would make that cost grow with the number of stages.
+        live = [
+            c
+            for c, (d, u) in enumerate(zip(down_chunks, up_chunks, strict=True))
+            if d.requires_grad or u.requires_grad
+        ]
         return expert_mix(
             x,
             idx,
             gates,
             down=down,
             up=up,
-            down_chunks=list(self.down),
-            up_chunks=list(self.up),
-            bounds=self._bounds(),
+            down_chunks=[down_chunks[c] for c in live],
+            up_chunks=[up_chunks[c] for c in live],
+            spans=[(bounds[c], bounds[c + 1]) for c in live],
             activation=self.activation,
             sparse_grad=self.sparse_grad,
         )

@@ -51,14 +51,18 @@ class LazyAdamW(torch.optim.AdamW):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
+        # Release the state of frozen parameters. The state holds only parameters that
+        # trained (or were just added), so this loop does not grow with the frozen stages
+        # that stay in param_groups (Avalanche keeps every parameter there).
+        for p in [p for p in self.state if not p.requires_grad]:
+            del self.state[p]
         hidden = []
         for group in self.param_groups:
             for p in group["params"]:
-                if not p.requires_grad:
-                    self.state.pop(p, None)
-                elif p.grad is not None and p.grad.is_sparse:
+                grad = p.grad
+                if grad is not None and grad.is_sparse and p.requires_grad:
                     self._sparse_step(p, group)
-                    hidden.append((p, p.grad))
+                    hidden.append((p, grad))
                     p.grad = None  # AdamW's dense step skips parameters without a gradient
         try:
             super().step()
