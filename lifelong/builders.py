@@ -10,9 +10,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .layers import PEER, PKM
-from .layers.dense import DenseFFN
+from .layers.dense import MLP, DenseFFN
 from .layers.expert_choice import ExpertChoiceMoE
 from .layers.moe import TokenChoiceMoE
+from .layers.moe_common import positive_int
 from .models.growing import GrowingExperts
 from .models.mlp import MLPClassifier
 from .models.transformer import ByteTransformerLM
@@ -70,8 +71,11 @@ def moe_hidden(model_cfg, *, experts_per_token: float) -> int:
 
 
 def build_ffn(cfg, *, expert: bool) -> GrowingExperts:
-    """The FFN of one block: the configured expert layer, or a dense FFN that never grows."""
+    """The FFN of one block: the configured expert layer (model.ffn=dense included: it grows
+    by growth.units hidden units, default its initial width), or for the transformer's
+    ordinary blocks a plain MLP that never grows and is no expert layer."""
     m, g = cfg.model, cfg.growth
+    grow_size = g.experts if m.ffn in ("moe", "expert_choice") else g.sub_keys
     if expert and m.ffn in ("peer", "pkm"):
         p = m.peer  # the product-key sizes serve both PEER and PKM
         keys = dict(
@@ -106,15 +110,17 @@ def build_ffn(cfg, *, expert: bool) -> GrowingExperts:
         else:  # expert choice (Zhou et al. 2022) picks top-C tokens per expert
             layer = ExpertChoiceMoE(m.dim, capacity_factor=moe.capacity_factor, **sizes)
     elif expert and m.ffn == "dense":
-        layer = DenseFFN(m.dim, hidden=dense_hidden(m), activation=m.peer.activation)
+        hidden = dense_hidden(m)
+        layer = DenseFFN(m.dim, hidden=hidden, activation=m.peer.activation)
+        grow_size = hidden if g.units is None else positive_int("growth.units", g.units)
     elif expert:
         raise ValueError(f"model.ffn={m.ffn!r} is not supported; choose one of {FFNS}")
     else:  # the transformer's ordinary blocks: a standard 4x MLP
-        layer = DenseFFN(m.dim, hidden=4 * m.dim)
+        layer = MLP(m.dim, hidden=4 * m.dim)
     return GrowingExperts(
         layer,
         policy=g.policy,
-        grow_size=g.experts if m.ffn in ("moe", "expert_choice") else g.sub_keys,
+        grow_size=grow_size,
         init=g.init,
         routing=g.routing,
         freeze_query=g.freeze_query,
@@ -178,7 +184,10 @@ def build_regularization(cfg) -> list:
 
 
 def build_strategy(cfg, *, model, optimizer, criterion, evaluator, device, plugins=()):
-    from avalanche.training import EWC, JointTraining, LwF, Naive, Replay, SynapticIntelligence
+    from avalanche.training import EWC, JointTraining, LwF, Naive, SynapticIntelligence
+    from avalanche.training.plugins import ReplayPlugin
+
+    from .training.replay_buffer import IndexedExperienceBuffer
 
     t = cfg.train
     common = dict(
@@ -206,7 +215,10 @@ def build_strategy(cfg, *, model, optimizer, criterion, evaluator, device, plugi
             )
         return LwF(alpha=t.lwf_alpha, temperature=t.lwf_temperature, **common)
     if t.strategy == "replay":
-        return Replay(mem_size=t.replay_mem_size, **common)
+        # Avalanche's replay, with a memory a checkpoint can hold (sample indices).
+        memory = IndexedExperienceBuffer(t.replay_mem_size)
+        replay = ReplayPlugin(mem_size=t.replay_mem_size, storage_policy=memory)
+        return Naive(**{**common, "plugins": [replay, *common["plugins"]]})
     if t.strategy == "joint":  # the upper bound: one pass over the union of the stream
         return JointTraining(**common)
     raise ValueError(f"train.strategy={t.strategy!r} is not supported; choose one of {STRATEGIES}")

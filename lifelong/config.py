@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationError
 
 
@@ -64,6 +64,7 @@ class GrowthConfig:
     policy: str = "every_experience"  # every_experience | new_task_label | never
     sub_keys: int = 8  # peer/pkm: sub-keys added per side at each growth (2·n·m + m² experts)
     experts: int = 4  # moe/expert_choice: experts added at each growth
+    units: int | None = None  # dense: hidden units added at each growth; default: its initial width
     init: str = "random"  # new experts: random | upcycle (copies of the most-used)
     routing: str = "task_aware"  # task_aware (stage of the sample's task) | task_agnostic
     freeze_query: bool = True  # freeze query networks (and BatchNorm stats) after experience 0
@@ -101,6 +102,9 @@ class LogConfig:
 class RunConfig:
     name: str = "default"  # run directory name under runs_dir
     runs_dir: str = "runs"
+    # Continue the run in runs_dir/name from its last finished experience (its checkpoint),
+    # with the same config; without it an existing run directory is never touched.
+    resume: bool = False
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda
     # The task stream: `kind` plus that kind's options (see docs/streams.md).
@@ -128,14 +132,32 @@ def _closest(key: str, node) -> str:
     return f" (did you mean {prefix + '.' if prefix else ''}{match[0]}?)"
 
 
-def _explain(err: OmegaConfBaseException, schema) -> str:
-    key = getattr(err, "full_key", None) or ""
+def _example(key: str, schema) -> str:
+    """How to set ``key`` right, shown by its schema default: 'pass e.g. train.epochs=3'."""
+    default = OmegaConf.select(schema, key, default=None) if key else None
+    if isinstance(default, DictConfig):
+        first = next(iter(default.keys()), "...")
+        return f"{key} is a group of keys; set them one by one, e.g. {key}.{first}=..."
+    if isinstance(default, ListConfig):
+        return f"pass a list, e.g. {key}=[a,b]"
+    if isinstance(default, bool):
+        return f"pass true or false, e.g. {key}={str(default).lower()}"
+    if default is None:  # an optional field: its type is in its comment
+        return "see the key's type and comment in lifelong/config.py"
+    return f"pass e.g. {key}={default}"
+
+
+def _explain(err: OmegaConfBaseException, schema, key: str = "") -> str:
+    """One line for an OmegaConf error; ``key`` names the override being merged, because
+    OmegaConf leaves full_key empty when a whole group (``train=5``) has the wrong type."""
+    key = getattr(err, "full_key", None) or key
     if isinstance(err, ConfigKeyError):
         return f"unknown config key '{key}'{_closest(key, schema)}"
-    if isinstance(err, ValidationError):
-        # e.g. "Value 'abc' of type 'str' could not be converted to Integer"
-        return f"config key '{key}': {err.msg.splitlines()[0]}"
-    return str(err).splitlines()[0]
+    # e.g. "Value 'abc' of type 'str' could not be converted to Integer"
+    problem = str(err.msg if isinstance(err.msg, str) else err).splitlines()[0].rstrip(".")
+    if isinstance(err, ValidationError) and key:
+        return f"config key '{key}': {problem}; {_example(key, schema)}"
+    return problem
 
 
 def _load_yaml_chain(path: Path, seen=()) -> list:
@@ -167,11 +189,32 @@ def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> Di
     bad = [o for o in overrides if "=" not in o]
     if bad:
         raise ConfigError(f"override '{bad[0]}' is not key=value (e.g. train.epochs=2)")
-    try:
-        layers.append(OmegaConf.from_dotlist(list(overrides)))
-        cfg = OmegaConf.merge(*layers)
-    except OmegaConfBaseException as err:
-        raise ConfigError(_explain(err, schema)) from None
+    cfg = _merge(layers, schema)
+    for override in overrides:  # one at a time, so an error can name the override's key
+        cfg = _merge([cfg, [override]], schema, key=override.split("=", 1)[0])
     if "kind" not in cfg.stream:
         raise ConfigError("stream.kind is missing; set it, e.g. stream.kind=split_digits")
+    _check_product_keys(cfg.model.peer)
     return cfg
+
+
+def _merge(layers: list, schema, key: str = "") -> DictConfig:
+    """OmegaConf.merge of configs (a list stands for a dotlist), errors as ConfigError."""
+    try:
+        return OmegaConf.merge(
+            *(OmegaConf.from_dotlist(x) if isinstance(x, list) else x for x in layers)
+        )
+    except OmegaConfBaseException as err:
+        raise ConfigError(_explain(err, schema, key)) from None
+
+
+def _check_product_keys(peer) -> None:
+    """model.peer sizes the PEER/PKM layers and, at equal active parameters, the dense and
+    MoE baselines, so impossible sizes are refused here, before data or a model is built.
+    The layer's own check is used (it imports torch, which the run needs anyway)."""
+    from .layers.peer import check_product_keys
+
+    try:
+        check_product_keys(num_experts=peer.num_experts, topk=peer.topk, prefix="model.peer.")
+    except ValueError as err:
+        raise ConfigError(str(err)) from None

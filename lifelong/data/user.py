@@ -1,6 +1,13 @@
-"""Streams from the user's own data in Python: tensors or torch datasets, one per experience."""
+"""Streams from the user's own data in Python: tensors or torch datasets, one per experience.
 
+From a config, `tensors` reads each split from a file written by
+``torch.save([(x0, y0), (x1, y1), ...], "train.pt")``: ``stream: {kind: tensors,
+train: train.pt, test: test.pt}``.
+"""
+
+import os
 from collections.abc import Sequence
+from pathlib import Path
 
 import torch
 from avalanche.benchmarks.utils import _make_taskaware_classification_dataset
@@ -25,6 +32,27 @@ def _check_counts(train, test) -> int:
             "pass one test entry per train entry"
         )
     return len(train)
+
+
+def _load_pairs(value, name: str):
+    """The (x, y) pairs of one split: as given, or read from the file a path names."""
+    if not isinstance(value, str | os.PathLike):
+        return value
+    path = Path(value).expanduser()
+    if not path.exists():
+        raise DataError(
+            f"data path '{value}' for {name} does not exist; pass an existing file written "
+            f"by torch.save([(x, y), ...], path), one pair per experience"
+        )
+    try:
+        # weights_only: tensors and plain containers only, no pickled code from the file.
+        return torch.load(path, weights_only=True)
+    except Exception as err:  # noqa: BLE001 - torch.load fails in many types
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise DataError(
+            f"{name} file '{value}' cannot be read as tensors ({reason}); write it with "
+            f"torch.save([(x, y), ...], path)"
+        ) from None
 
 
 def _as_xy(pair, where: str) -> tuple[torch.Tensor, torch.Tensor]:
@@ -57,16 +85,18 @@ def _spec(train, test, classes, input_shape, scenario, names) -> StreamSpec:
 
 def tensors(
     *,
-    train: Sequence[tuple[torch.Tensor, torch.Tensor]],
-    test: Sequence[tuple[torch.Tensor, torch.Tensor]],
+    train: Sequence[tuple[torch.Tensor, torch.Tensor]] | str | os.PathLike,
+    test: Sequence[tuple[torch.Tensor, torch.Tensor]] | str | os.PathLike,
     task_labels: Sequence[int] | None = None,
     scenario: str = "class-il",
 ) -> StreamSpec:
     """One (x, y) pair per experience, x: (N, *input_shape), y: (N,) class ids.
 
+    train, test: the pairs, or the path of a file holding them (``torch.save``).
     task_labels: one per experience; by default the experience index for task-il, else 0.
     """
     one_of("scenario", scenario, SCENARIOS)
+    train, test = _load_pairs(train, "train"), _load_pairs(test, "test")
     n = _check_counts(train, test)
     labels = task_label_list(task_labels, n, scenario)
     train_ds, test_ds, classes, names, input_shape = [], [], [], [], None

@@ -44,6 +44,8 @@ class ExperienceMatrix(TrainingProgress):
         initial: the metric on every experience before training, or None if not evaluated.
     """
 
+    STATE = ("_rows", "_initial", "_num_experiences")
+
     def __init__(self, kind: str = "accuracy", *, stream: str | None = "test"):
         if kind not in KINDS:
             raise ValueError(f"kind={kind!r} is not supported; choose one of {sorted(KINDS)}")
@@ -151,17 +153,7 @@ class ExperienceMatrix(TrainingProgress):
 
     # ------------------------------------------------------------------- accumulation
     def _update(self, output: torch.Tensor, targets: torch.Tensor):
-        """output (..., C) scores or logits; targets (...) class ids."""
-        valid = targets != IGNORE_INDEX  # (...)
-        if self.kind == "accuracy":
-            numerator = ((output.argmax(-1) == targets) & valid).sum()
-        else:
-            logits = output.reshape(-1, output.shape[-1]).float()  # (B*T, V)
-            numerator = F.cross_entropy(
-                logits, targets.reshape(-1), ignore_index=IGNORE_INDEX, reduction="sum"
-            )
-        numerator = numerator.to(torch.float64)
-        tokens = valid.sum()
+        numerator, tokens = batch_score(self.kind, output, targets)
         if self._numerator is None:
             self._numerator, self._tokens = numerator, tokens
         else:
@@ -169,7 +161,27 @@ class ExperienceMatrix(TrainingProgress):
             self._tokens = self._tokens + tokens
 
     def _value(self) -> float:
-        mean = float(self._numerator) / int(self._tokens)
-        if self.kind == "accuracy":
-            return mean
-        return math.exp(mean) if mean < 709.0 else math.inf  # exp overflows a float64 at 709.8
+        return score_value(self.kind, self._numerator, self._tokens)
+
+
+def batch_score(kind: str, output: torch.Tensor, targets: torch.Tensor):
+    """(numerator, counted targets) of one batch, as 0-d tensors on the output's device:
+    correct predictions (accuracy) or summed token NLL (perplexity).
+    output (..., C) scores or logits; targets (...) class ids."""
+    valid = targets != IGNORE_INDEX  # (...)
+    if kind == "accuracy":
+        numerator = ((output.argmax(-1) == targets) & valid).sum()
+    else:
+        logits = output.reshape(-1, output.shape[-1]).float()  # (B*T, V)
+        numerator = F.cross_entropy(
+            logits, targets.reshape(-1), ignore_index=IGNORE_INDEX, reduction="sum"
+        )
+    return numerator.to(torch.float64), valid.sum()
+
+
+def score_value(kind: str, numerator, tokens) -> float:
+    """Accuracy, or perplexity exp(NLL / tokens), from summed ``batch_score`` parts."""
+    mean = float(numerator) / int(tokens)
+    if kind == "accuracy":
+        return mean
+    return math.exp(mean) if mean < 709.0 else math.inf  # exp overflows a float64 at 709.8

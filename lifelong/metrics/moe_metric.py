@@ -120,6 +120,8 @@ class MoEMetric(TrainingProgress):
         keep_history: keep every experience's figures and per-expert counts in ``history``.
     """
 
+    STATE = ("history", "_latest_overall")
+
     def __init__(
         self,
         model: nn.Module | None = None,

@@ -26,6 +26,10 @@ class TrainingProgress(PluginMetric):
             stream, e.g. to also record evaluations of the train stream).
     """
 
+    # Attributes holding results across experiences; checkpoints save them with
+    # ``trained`` (tensors and plain containers only, so they load with weights_only=True).
+    STATE: tuple[str, ...] = ()
+
     def __init__(self, stream: str | None = "test"):
         super().__init__()
         self.stream = stream
@@ -44,6 +48,14 @@ class TrainingProgress(PluginMetric):
         if self._inside_training_exp:
             return False
         return self.stream is None or stream_type(strategy.experience) == self.stream
+
+    def state_dict(self) -> dict:
+        return {"trained": self.trained, **{k: getattr(self, k) for k in self.STATE}}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.trained = int(state["trained"])
+        for k in self.STATE:
+            setattr(self, k, state[k])
 
     def reset_progress(self):
         self.trained = 0

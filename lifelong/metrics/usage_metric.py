@@ -84,6 +84,8 @@ class ExpertUsageMetric(TrainingProgress):
             8 bytes per expert, so turn it off for million-expert runs.
     """
 
+    STATE = ("history", "_latest_overall")
+
     def __init__(
         self,
         model: nn.Module | None = None,

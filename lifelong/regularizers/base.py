@@ -67,3 +67,13 @@ class Regularizer:
 
     def after_experience(self, model: nn.Module, data: ExperienceData) -> None:
         """At the end of a training experience: take anchors, importances, copies."""
+
+    def state_dict(self) -> dict:
+        """What the regulariser has learnt, for checkpoints: by default every attribute.
+        Attributes must be tensors or plain containers (what ``torch.load(weights_only=
+        True)`` reads back); a subclass holding a module overrides this pair of methods."""
+        return dict(vars(self))
+
+    def load_state_dict(self, state: dict, *, model: nn.Module) -> None:
+        """Restore ``state_dict()``; ``model`` is the model as it was when it was taken."""
+        vars(self).update(state)

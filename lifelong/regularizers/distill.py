@@ -80,5 +80,25 @@ class DistillationRegularizer(Regularizer):
     def after_experience(self, model: nn.Module, data: ExperienceData) -> None:
         # Deep-copying a PEER layer is supported: it rebuilds its contiguous expert tables
         # from the copied Parameters on the copy's first forward.
-        self.previous = copy.deepcopy(model).eval().requires_grad_(False)
+        self.previous = _frozen_copy(model)
         self.previous_labels = sorted(set(self.previous_labels) | set(data.task_labels))
+
+    def state_dict(self) -> dict:
+        state = {k: v for k, v in vars(self).items() if k != "previous"}
+        state["previous"] = None if self.previous is None else self.previous.state_dict()
+        return state
+
+    def load_state_dict(self, state: dict, *, model: nn.Module) -> None:
+        # The copy was taken at the end of the last experience, when the model had the
+        # architecture it has now: copy it and load the copy's weights into it.
+        state = dict(state)
+        weights = state.pop("previous")
+        vars(self).update(state)
+        self.previous = None
+        if weights is not None:
+            self.previous = _frozen_copy(model)
+            self.previous.load_state_dict(weights)
+
+
+def _frozen_copy(model: nn.Module) -> nn.Module:
+    return copy.deepcopy(model).eval().requires_grad_(False)

@@ -69,6 +69,13 @@ class RegularizationPlugin(SupervisedPlugin):
         for r in self.regularizers:
             r.after_update(strategy.model)
 
+    def state_dict(self) -> dict:
+        return {"regularizers": [r.state_dict() for r in self.regularizers]}
+
+    def load_state_dict(self, state: dict, *, model, **context) -> None:
+        for r, saved in zip(self.regularizers, state["regularizers"], strict=True):
+            r.load_state_dict(saved, model=model)
+
     def after_training_exp(self, strategy, *args, **kwargs):
         data = experience_data(strategy)
         for r in self.regularizers:

@@ -8,7 +8,10 @@ metrics.json keys (matrices as lists of rows, indexed [trained_through][evaluate
 - ``expert_usage``, ``kl_nonuniformity``: over the final evaluation of the whole test
   stream, averaged over expert layers (None without expert layers), and per layer and per
   stage under ``expert_layers``;
-- ``experience_names``, ``scenario``, ``active_params_per_token``, ``wall_s``.
+- ``experience_names``, ``scenario``, ``active_params_per_token``.
+
+Nothing in it depends on the machine's speed, so runs with the same seed write the same
+file (the wall time goes to ``run.json``).
 """
 
 import json
@@ -66,7 +69,7 @@ def _expert_figures(usage) -> dict:
     }
 
 
-def write_report(run_dir: Path, *, cfg, spec, matrix, usage, model, writer, wall_s: float) -> dict:
+def write_report(run_dir: Path, *, cfg, spec, matrix, usage, model, writer) -> dict:
     lm = spec.task == "lm"
     summary = matrix.summary() or {"average": None, "forgetting": None, "bwt": None, "fwt": None}
     result = {
@@ -84,7 +87,6 @@ def write_report(run_dir: Path, *, cfg, spec, matrix, usage, model, writer, wall
         "experience_names": list(spec.experience_names),
         "scenario": spec.scenario,
         "active_params_per_token": active_params_per_token(model),
-        "wall_s": wall_s,
     }
     (run_dir / "metrics.json").write_text(json.dumps(result, indent=2) + "\n")
 

@@ -41,6 +41,19 @@ def test_tensors_task_labels():
     assert [e.task_label for e in given.benchmark.train_stream] == [3, 5]
 
 
+def test_tensors_from_files(tmp_path):
+    """A config can only name files: train and test may be paths of torch.save'd pairs."""
+    train, test = two_experiences()
+    torch.save(train, tmp_path / "train.pt")
+    torch.save(test, tmp_path / "test.pt")
+    spec = build_stream("tensors", train=str(tmp_path / "train.pt"), test=tmp_path / "test.pt")
+    x, y, _ = spec.benchmark.train_stream[1].dataset[0]
+    assert torch.equal(x, train[1][0][0]) and y == int(train[1][1][0])
+    (tmp_path / "junk.pt").write_text("not a torch file")
+    with pytest.raises(DataError, match=r"test file '.*junk.pt' cannot be read as tensors"):
+        build_stream("tensors", train=train, test=str(tmp_path / "junk.pt"))
+
+
 def test_tensors_errors():
     train, test = two_experiences()
     with pytest.raises(DataError, match="train has 2 experiences but test has 1"):

@@ -1,0 +1,96 @@
+"""Re-evaluate a run from its checkpoint: ``lifelong eval RUN_DIR [stream.key=value ...]``.
+
+The model is rebuilt from the run's ``config.yaml``, grown the way the run grew it (by
+replaying the adaptation over its finished experiences) and loaded from ``checkpoint.pt``
+with weights-only deserialisation. It is then scored on every experience of the run's
+test stream, or of another stream when ``stream.*`` overrides are given (e.g. more test
+sequences, other files, another permutation seed). Accuracy and perplexity are defined as
+in ``ExperienceMatrix``, so on the run's own stream the result equals the last row of
+its matrix.
+"""
+
+import json
+from pathlib import Path
+
+import torch
+from avalanche.models.utils import avalanche_forward
+from omegaconf import OmegaConf
+from torch.utils.data import DataLoader
+
+from ..builders import build_model, resolve_device
+from ..config import load_config
+from ..data import build_stream
+from ..metrics.matrix_metric import batch_score, score_value
+from .checkpoint import CHECKPOINT, load_checkpoint
+from .run_state import grow_like_checkpoint
+
+
+class EvalError(ValueError):
+    """An evaluation that cannot start, phrased for the command line."""
+
+
+def _stream(cfg):
+    return build_stream(**OmegaConf.to_container(cfg.stream, resolve=True))
+
+
+@torch.no_grad()
+def score_experience(model, experience, *, kind: str, batch_size: int, device) -> float:
+    dataset = experience.dataset.eval()
+    collate = getattr(dataset, "collate_fn", None)
+    loader = DataLoader(dataset, batch_size=batch_size, collate_fn=collate)
+    numerator, tokens = torch.zeros((), dtype=torch.float64), torch.zeros((), dtype=torch.long)
+    for batch in loader:
+        x, y, t = batch[0].to(device), batch[1].to(device), batch[-1].to(device)
+        num, tok = batch_score(kind, avalanche_forward(model, x, t), y)
+        numerator, tokens = numerator + num.cpu(), tokens + tok.cpu()
+    return score_value(kind, numerator, tokens)
+
+
+def evaluate_run(run_dir: Path, overrides: list[str] = ()) -> dict:
+    """{"metric", "stream", "per_experience", "average", "trained_experiences"}; also
+    written to ``run_dir/eval.json``."""
+    run_dir = Path(run_dir)
+    config = run_dir / "config.yaml"
+    if not config.is_file():
+        raise EvalError(f"'{run_dir}' holds no config.yaml; pass a run directory (runs/<name>)")
+    bad = [o for o in overrides if not o.startswith(("stream.", "device="))]
+    if bad:
+        raise EvalError(
+            f"lifelong eval takes stream.*=... and device=... overrides, not '{bad[0]}'"
+        )
+    run_cfg = load_config(config)
+    eval_cfg = load_config(config, list(overrides))
+    state = load_checkpoint(run_dir / CHECKPOINT)
+
+    spec = _stream(run_cfg)  # the stream the run grew on
+    target = spec if eval_cfg.stream == run_cfg.stream else _stream(eval_cfg)
+    device = resolve_device(eval_cfg.device)
+    model = build_model(run_cfg, spec)
+    grow_like_checkpoint(model, int(state["finished"]), train_stream=spec.benchmark.train_stream,
+                         test_stream=target.benchmark.test_stream)  # fmt: skip
+    try:
+        model.load_state_dict(state["model"])
+    except RuntimeError as err:  # e.g. a stream with task labels the run never had
+        raise EvalError(
+            f"the checkpoint does not fit the model grown for this stream "
+            f"({str(err).splitlines()[-1].strip()}); evaluate on a stream with the run's tasks"
+        ) from None
+    model.to(device).eval()
+
+    kind = "perplexity" if spec.task == "lm" else "accuracy"
+    per_experience = [
+        score_experience(
+            model, e, kind=kind, batch_size=run_cfg.train.eval_batch_size, device=device
+        )  # fmt: skip
+        for e in target.benchmark.test_stream
+    ]
+    result = {
+        "metric": kind,
+        "stream": OmegaConf.to_container(eval_cfg.stream, resolve=True),
+        "experience_names": list(target.experience_names),
+        "per_experience": per_experience,
+        "average": sum(per_experience) / len(per_experience),
+        "trained_experiences": int(state["finished"]),
+    }
+    (run_dir / "eval.json").write_text(json.dumps(result, indent=2) + "\n")
+    return result

@@ -1,0 +1,183 @@
+"""Bad input through the command line: every case prints exactly one line
+``lifelong: error: ...`` on stderr that names the problem and the fix, exits with status 2,
+and loses nothing (no run directory is created or overwritten before the input is known
+to be good)."""
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+import torch
+
+from lifelong.cli import main
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+DIGITS = str(CONFIGS / "split_digits_task_il_smoke.yaml")
+TEXT = str(CONFIGS / "text_domains_smoke.yaml")
+QUIET = ["log.tensorboard=false", "log.progress=false", "log.png=false"]
+RUN_NAME = "bad"
+
+
+def run_dir(tmp: Path) -> Path:
+    return tmp / "runs" / RUN_NAME
+
+
+def pair(n: int, classes=(0, 1), features: int = 4) -> tuple[torch.Tensor, torch.Tensor]:
+    y = torch.tensor(classes).repeat(n)[:n]
+    return torch.rand(n, features), y
+
+
+def tensors_config(tmp: Path, train=None, test=None) -> str:
+    """A tiny `tensors` stream config over train.pt/test.pt in tmp; None leaves a file out."""
+    for name, pairs in (("train", train), ("test", test)):
+        if pairs is not None:
+            torch.save(pairs, tmp / f"{name}.pt")
+    path = tmp / "tensors.yaml"
+    path.write_text(
+        f"stream: {{kind: tensors, train: '{tmp / 'train.pt'}', test: '{tmp / 'test.pt'}'}}\n"
+        "model: {kind: mlp, dim: 16, peer: {num_experts: 16, heads: 2, topk: 2}}\n"
+        "growth: {sub_keys: 1}\n"
+        "train: {epochs: 1, batch_size: 8, eval_initial: false}\n"
+    )
+    return str(path)
+
+
+def text_files(path: Path) -> list[str]:
+    return [TEXT, "stream.kind=text_files", f"stream.paths=['{path}']"]
+
+
+def empty_text(tmp: Path) -> list[str]:
+    (tmp / "empty.txt").write_bytes(b"")
+    return text_files(tmp / "empty.txt")
+
+
+def empty_experience(tmp: Path) -> list[str]:
+    train = [pair(8), (torch.empty(0, 4), torch.empty(0, dtype=torch.long))]
+    return [tensors_config(tmp, train, [pair(4), pair(4, (2, 3))])]
+
+
+def nan_features(tmp: Path) -> list[str]:
+    """Experience 0 is clean; every feature of experience 1 is NaN, so its loss is too."""
+    nan_x = torch.full((8, 4), float("nan"))
+    train = [pair(8), (nan_x, torch.tensor([2, 3]).repeat(4))]
+    return [tensors_config(tmp, train, [pair(4), pair(4, (2, 3))])]
+
+
+def existing_run(tmp: Path) -> list[str]:
+    run_dir(tmp).mkdir(parents=True)
+    (run_dir(tmp) / "metrics.json").write_text("the results of an earlier run")
+    return [DIGITS]
+
+
+def nothing_written(tmp: Path):
+    assert not run_dir(tmp).exists(), "bad input must be refused before the run directory"
+
+
+def earlier_run_kept(tmp: Path):
+    assert [p.name for p in run_dir(tmp).iterdir()] == ["metrics.json"]
+    assert (run_dir(tmp) / "metrics.json").read_text() == "the results of an earlier run"
+
+
+def finished_experience_kept(tmp: Path):
+    assert (run_dir(tmp) / "checkpoint.pt").is_file(), "experience 0 finished: keep its work"
+
+
+@dataclass
+class Case:
+    id: str
+    args: Callable[[Path], list[str]]  # config and overrides, given a fresh tmp folder
+    words: tuple[str, ...]  # each appears in the error line: the problem and the fix
+    kept: Callable[[Path], None] = field(default=nothing_written)
+
+
+CASES = [
+    Case(
+        "unknown key",
+        lambda tmp: [DIGITS, "train.epoch=2"],
+        ("unknown config key 'train.epoch'", "did you mean train.epochs?"),
+    ),
+    Case(
+        "wrong type",
+        lambda tmp: [DIGITS, "train.epochs=abc"],
+        ("config key 'train.epochs'", "'abc'", "Integer", "pass e.g. train.epochs=3"),
+    ),
+    Case(
+        "wrong type of a group",
+        lambda tmp: [DIGITS, "train=5"],
+        ("config key 'train'", "train is a group of keys", "e.g. train.strategy="),
+    ),
+    Case(
+        "wrong type of a stream option",
+        lambda tmp: [TEXT, "stream.seq_len=abc"],
+        ("seq_len must be a positive integer, got 'abc'", "pass e.g. seq_len="),
+    ),
+    Case(
+        "missing config file",
+        lambda tmp: [str(tmp / "missing.yaml")],
+        ("config file", "missing.yaml' does not exist", "pass a YAML file from configs/"),
+    ),
+    Case(
+        "missing text path",
+        lambda tmp: text_files(tmp / "nowhere"),
+        ("data path", "nowhere' does not exist", "pass an existing file or folder"),
+    ),
+    Case(
+        "missing tensors file",
+        lambda tmp: [tensors_config(tmp, train=None, test=[pair(4)])],
+        ("data path", "train.pt' for train does not exist", "torch.save([(x, y), ...]"),
+    ),
+    Case(
+        "empty text domain",
+        empty_text,
+        ("text domain 'empty' is empty", "add text there or leave the path out"),
+    ),
+    Case(
+        "experience with no samples",
+        empty_experience,
+        ("train experience 1 has no samples", "give every experience at least one sample"),
+    ),
+    Case(
+        "non-square num_experts",
+        lambda tmp: [DIGITS, "model.peer.num_experts=15"],
+        ("model.peer.num_experts=15 is not a perfect square", "use 9 or 16"),
+    ),
+    Case(
+        "topk above the sub-keys",
+        lambda tmp: [DIGITS, "model.peer.num_experts=16", "model.peer.topk=5"],
+        ("model.peer.topk=5 exceeds the 4 sub-keys per side", "choose 1 <= topk <= 4"),
+    ),
+    Case(
+        "nan loss",
+        nan_features,
+        ("nan", "experience 1", "iteration"),
+        kept=finished_experience_kept,
+    ),
+    Case(
+        "run directory exists",
+        existing_run,
+        ("already exists", "resume=true"),
+        kept=earlier_run_kept,
+    ),
+]
+
+
+def shown(recwarn) -> list[str]:
+    """Warnings that Python's default filters would print on stderr from the command line
+    (pytest records them instead, so capsys alone would not see them)."""
+    hidden = (DeprecationWarning, PendingDeprecationWarning, ImportWarning, ResourceWarning)
+    return [str(w.message) for w in recwarn if not issubclass(w.category, hidden)]
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+def test_bad_input_is_one_line_exit_2_and_loses_nothing(case, tmp_path, capsys, recwarn):
+    args = case.args(tmp_path)
+    code = main(["run", *args, f"runs_dir={tmp_path / 'runs'}", f"name={RUN_NAME}", *QUIET])
+    stderr = capsys.readouterr().err
+    lines = stderr.splitlines()
+    assert code == 2, stderr
+    assert len(lines) == 1 and lines[0].startswith("lifelong: error: "), stderr
+    assert not shown(recwarn), "warnings would add lines to stderr"
+    for word in case.words:
+        assert word in lines[0]
+    case.kept(tmp_path)

@@ -1,0 +1,146 @@
+"""Kill-and-resume, in-process interruption under every stateful plugin, determinism,
+TensorBoard continuity and `lifelong eval`, each against an uninterrupted run."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+import lifelong.training.run as run_module
+from lifelong.config import load_config
+from lifelong.training.checkpoint import CHECKPOINT
+from lifelong.training.evaluate import evaluate_run
+from lifelong.training.run import RunError, run
+
+ROOT = Path(__file__).resolve().parents[2]
+SMOKE = ROOT / "configs" / "split_digits_task_il_smoke.yaml"
+QUIET = ["log.progress=false", "log.png=false", "stream.n_experiences=2"]
+
+
+def _config(tmp_path, name, *overrides):
+    return load_config(SMOKE, [f"name={name}", f"runs_dir={tmp_path}", *QUIET, *overrides])
+
+
+def _metrics(run_dir: Path) -> dict:
+    return json.loads((run_dir / "metrics.json").read_text())
+
+
+class Interrupt(Exception):
+    pass
+
+
+def _interrupted_run(monkeypatch, cfg, after: int):
+    """Run ``cfg`` and raise right after checkpoint number ``after`` is written."""
+    real = run_module.save_checkpoint
+    written = []
+
+    def save_then_stop(path, state):
+        real(path, state)
+        written.append(state["finished"])
+        if len(written) == after:
+            raise Interrupt
+
+    monkeypatch.setattr(run_module, "save_checkpoint", save_then_stop)
+    with pytest.raises(Interrupt):
+        run(cfg)
+    monkeypatch.setattr(run_module, "save_checkpoint", real)
+
+
+METHODS = {  # every kind of state a checkpoint must carry
+    "replay+ewc": ["train.strategy=replay", "train.regularizer=ewc"],
+    "replay+distill": ["train.strategy=replay", "train.regularizer=distill"],
+    "si+moe": ["train.regularizer=si", "model.ffn=moe"],
+    "avalanche lwf": ["train.strategy=lwf"],
+    "avalanche ewc": ["train.strategy=ewc", "model.freeze_after_first=[shared]"],
+}
+
+
+@pytest.mark.parametrize("method", sorted(METHODS))
+def test_interrupted_run_resumes_to_identical_metrics(tmp_path, monkeypatch, method):
+    overrides = [*METHODS[method], "train.epochs=2", "log.tensorboard=false"]
+    reference = run(_config(tmp_path, "reference", *overrides))
+    _interrupted_run(monkeypatch, _config(tmp_path, "resumed", *overrides), after=1)
+    assert not (tmp_path / "resumed" / "metrics.json").exists()
+    resumed = run(_config(tmp_path, "resumed", *overrides, "resume=true"))
+    assert _metrics(resumed) == _metrics(reference)
+
+
+def test_two_seeded_runs_write_identical_metrics(tmp_path):
+    a = run(_config(tmp_path, "a", "train.epochs=2", "log.tensorboard=false"))
+    b = run(_config(tmp_path, "b", "train.epochs=2", "log.tensorboard=false"))
+    assert (a / "metrics.json").read_bytes() == (b / "metrics.json").read_bytes()
+    other = run(_config(tmp_path, "c", "train.epochs=2", "log.tensorboard=false", "seed=1"))
+    assert _metrics(other) != _metrics(a)  # the seed does reach the result
+
+
+def test_resume_refuses_a_different_config(tmp_path, monkeypatch):
+    _interrupted_run(monkeypatch, _config(tmp_path, "r", "log.tensorboard=false"), after=1)
+    with pytest.raises(RunError, match=r"differs .* train\.epochs"):
+        run(_config(tmp_path, "r", "log.tensorboard=false", "resume=true", "train.epochs=3"))
+
+
+def _scalar_steps(run_dir: Path) -> dict[str, list[int]]:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})
+    acc.Reload()
+    return {tag: [e.step for e in acc.Scalars(tag)] for tag in acc.Tags()["scalars"]}
+
+
+def test_tensorboard_curves_continue_without_duplicates(tmp_path, monkeypatch):
+    cfg = ["train.epochs=1", "stream.n_experiences=5"]
+    reference = _scalar_steps(run(_config(tmp_path, "reference", *cfg)))
+    # Interrupted after the second checkpoint: the curves of experiences 0-1 exist.
+    _interrupted_run(monkeypatch, _config(tmp_path, "resumed", *cfg), after=2)
+    # Fake what a kill mid-evaluation leaves behind: points past the checkpoint (x = 3).
+    from torch.utils.tensorboard import SummaryWriter
+
+    with SummaryWriter(tmp_path / "resumed") as stale:
+        stale.add_scalar("Top1_Acc_Exp/eval_phase/test_stream/Task000/Exp000", 0.0, 3)
+    resumed = _scalar_steps(run(_config(tmp_path, "resumed", *cfg, "resume=true")))
+    assert resumed == reference
+    curve = reference["Top1_Acc_Exp/eval_phase/test_stream/Task000/Exp000"]
+    assert curve == [0, 1, 2, 3, 4, 5]  # initial evaluation, then after each experience
+
+
+def test_eval_reproduces_the_last_matrix_row(tmp_path):
+    run_dir = run(_config(tmp_path, "e", "train.epochs=2", "log.tensorboard=false"))
+    result = evaluate_run(run_dir)
+    assert result["per_experience"] == pytest.approx(_metrics(run_dir)["accuracy_matrix"][-1])
+    assert json.loads((run_dir / "eval.json").read_text()) == result
+
+
+def _cli(tmp_path, name, *extra) -> subprocess.Popen:
+    args = [str(SMOKE), f"name={name}", f"runs_dir={tmp_path}", *QUIET, "train.epochs=40", *extra]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.Popen([sys.executable, "-m", "lifelong.cli", "run", *args], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
+
+
+def test_sigkill_mid_experience_then_resume_equals_uninterrupted(tmp_path):
+    reference = _cli(tmp_path, "reference", "train.strategy=replay")
+    victim = _cli(tmp_path, "victim", "train.strategy=replay")
+    checkpoint = tmp_path / "victim" / CHECKPOINT
+    deadline = time.time() + 300
+    while not checkpoint.exists() and victim.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.5)  # into experience 1, whose 40 epochs take seconds
+    victim.send_signal(signal.SIGKILL)
+    victim.wait()
+    assert victim.returncode == -signal.SIGKILL
+    assert not (tmp_path / "victim" / "metrics.json").exists(), "killed too late to test"
+    state = torch.load(checkpoint, weights_only=True)
+    assert state["finished"] == 1
+    resumed = _cli(tmp_path, "victim", "train.strategy=replay", "resume=true")
+    for proc in (reference, resumed):
+        _, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, err.decode()[-2000:]
+    assert _metrics(tmp_path / "victim") == _metrics(tmp_path / "reference")
+    info = json.loads((tmp_path / "victim" / "run.json").read_text())
+    assert info["resumed_from"] == 1
