@@ -47,8 +47,9 @@ The keys and their meaning are in lifelong/config.py and docs/running.md.
 EVAL_HELP = """\
 Rebuild a run's model from <run_dir>/config.yaml and checkpoint.pt (weights only: a file
 carrying pickled objects is refused), score it on every experience of the run's test
-stream and write <run_dir>/eval.json. stream.key=value overrides evaluate another stream
-of the same tasks, e.g. stream.test_sequences=512 or stream.seed=1.
+stream and write <run_dir>/eval.json. stream=train scores the training split instead
+(eval_train.json); stream.key=value overrides evaluate another stream of the same tasks,
+e.g. stream.test_sequences=512 or stream.seed=1.
 """
 
 
@@ -78,7 +79,9 @@ def _parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     e.add_argument("run_dir", help="the run directory, e.g. runs/default")
-    e.add_argument("overrides", nargs="*", metavar="stream.key=value", help="another stream")
+    e.add_argument(
+        "overrides", nargs="*", metavar="stream=...", help="stream=test|train, stream.key=value"
+    )
     return p
 
 
@@ -99,13 +102,13 @@ def _run(args) -> int:
 
 
 def _eval(args) -> int:
-    from .training.evaluate import evaluate_run
+    from .training.evaluate import EVAL_FILES, evaluate_run
 
     result = evaluate_run(Path(args.run_dir), list(args.overrides))
     for name, value in zip(result["experience_names"], result["per_experience"], strict=True):
         print(f"{name:>24}  {result['metric']} {value:.4f}")
     print(f"{'average':>24}  {result['metric']} {result['average']:.4f}")
-    print(f"written: {Path(args.run_dir) / 'eval.json'}")
+    print(f"written: {Path(args.run_dir) / EVAL_FILES[result['split']]}")
     return 0
 
 

@@ -80,7 +80,12 @@ def earlier_run_kept(tmp: Path):
 
 
 def finished_experience_kept(tmp: Path):
-    assert (run_dir(tmp) / "checkpoint.pt").is_file(), "experience 0 finished: keep its work"
+    path = run_dir(tmp) / "checkpoint.pt"
+    assert path.is_file(), "experience 0 finished: keep its work"
+    state = torch.load(path, weights_only=True)
+    assert state["finished"] == 1, "the checkpoint of experience 0, not of the NaN one"
+    weights = [t for t in state["model"].values() if t.is_floating_point()]
+    assert all(bool(torch.isfinite(t).all()) for t in weights), "no NaN reached the weights"
 
 
 @dataclass

@@ -1,4 +1,5 @@
-"""Re-evaluate a run from its checkpoint: ``lifelong eval RUN_DIR [stream.key=value ...]``.
+"""Re-evaluate a run from its checkpoint:
+``lifelong eval RUN_DIR [stream=test|train] [stream.key=value ...]``.
 
 The model is rebuilt from the run's ``config.yaml``, grown the way the run grew it (by
 replaying the adaptation over its finished experiences) and loaded from ``checkpoint.pt``
@@ -6,7 +7,8 @@ with weights-only deserialisation. It is then scored on every experience of the 
 test stream, or of another stream when ``stream.*`` overrides are given (e.g. more test
 sequences, other files, another permutation seed). Accuracy and perplexity are defined as
 in ``ExperienceMatrix``, so on the run's own stream the result equals the last row of
-its matrix.
+its matrix. ``stream=train`` scores the training split instead (how much of its own
+training data the model still fits, the other half of a forgetting study).
 """
 
 import json
@@ -23,6 +25,9 @@ from ..data import build_stream
 from ..metrics.matrix_metric import batch_score, score_value
 from .checkpoint import CHECKPOINT, load_checkpoint
 from .run_state import grow_like_checkpoint
+
+SPLITS = {"test": "test_stream", "train": "train_stream"}  # stream=... -> Avalanche stream
+EVAL_FILES = {"test": "eval.json", "train": "eval_train.json"}
 
 
 class EvalError(ValueError):
@@ -47,16 +52,23 @@ def score_experience(model, experience, *, kind: str, batch_size: int, device) -
 
 
 def evaluate_run(run_dir: Path, overrides: list[str] = ()) -> dict:
-    """{"metric", "stream", "per_experience", "average", "trained_experiences"}; also
-    written to ``run_dir/eval.json``."""
+    """{"metric", "split", "stream", "experience_names", "per_experience", "average",
+    "trained_experiences"}; also written to ``run_dir/eval.json`` (``eval_train.json`` for
+    ``stream=train``)."""
     run_dir = Path(run_dir)
     config = run_dir / "config.yaml"
     if not config.is_file():
         raise EvalError(f"'{run_dir}' holds no config.yaml; pass a run directory (runs/<name>)")
+    splits = [o.split("=", 1)[1] for o in overrides if o.startswith("stream=")]
+    overrides = [o for o in overrides if not o.startswith("stream=")]
+    split = splits[-1] if splits else "test"
+    if split not in SPLITS:
+        raise EvalError(f"stream={split} is not a split; pass stream=test or stream=train")
     bad = [o for o in overrides if not o.startswith(("stream.", "device="))]
     if bad:
         raise EvalError(
-            f"lifelong eval takes stream.*=... and device=... overrides, not '{bad[0]}'"
+            f"lifelong eval takes stream=test|train, stream.*=... and device=... overrides, "
+            f"not '{bad[0]}'"
         )
     run_cfg = load_config(config)
     eval_cfg = load_config(config, list(overrides))
@@ -82,15 +94,16 @@ def evaluate_run(run_dir: Path, overrides: list[str] = ()) -> dict:
         score_experience(
             model, e, kind=kind, batch_size=run_cfg.train.eval_batch_size, device=device
         )  # fmt: skip
-        for e in target.benchmark.test_stream
+        for e in getattr(target.benchmark, SPLITS[split])
     ]
     result = {
         "metric": kind,
+        "split": split,
         "stream": OmegaConf.to_container(eval_cfg.stream, resolve=True),
         "experience_names": list(target.experience_names),
         "per_experience": per_experience,
         "average": sum(per_experience) / len(per_experience),
         "trained_experiences": int(state["finished"]),
     }
-    (run_dir / "eval.json").write_text(json.dumps(result, indent=2) + "\n")
+    (run_dir / EVAL_FILES[split]).write_text(json.dumps(result, indent=2) + "\n")
     return result

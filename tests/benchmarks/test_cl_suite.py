@@ -49,9 +49,21 @@ def test_every_method_runs_on_every_stream_config():
     """Each method's overrides load onto each stream's config (no typo reaches a long run)."""
     from lifelong.config import load_config
 
-    for config, scenario, quick in cl_suite.STREAMS.values():
-        for method, overrides in cl_suite.METHODS.items():
+    for stream, (config, scenario, quick) in cl_suite.STREAMS.items():
+        for method in cl_suite.METHODS:
             if method in cl_suite.NOT_FOR_LM and scenario == "lm":
                 continue
+            overrides = cl_suite.method_overrides(stream, method)
             cfg = load_config(cl_suite.ROOT / "configs" / config, [*quick, *overrides])
             cl_suite.equalize_active_params(cfg)
+
+
+def test_stream_method_overrides_apply_to_their_stream_only():
+    for stream, method in cl_suite.STREAM_METHOD_OVERRIDES:
+        assert stream in cl_suite.STREAMS and method in cl_suite.METHODS
+    peer_replay = "PEER + growth + replay"
+    class_il = cl_suite.method_overrides("split_digits_class_il", peer_replay)
+    assert class_il == [*cl_suite.METHODS[peer_replay], "growth.freeze_query=false"]
+    assert (
+        cl_suite.method_overrides("permuted_digits", peer_replay) == (cl_suite.METHODS[peer_replay])
+    )

@@ -144,3 +144,20 @@ def test_sigkill_mid_experience_then_resume_equals_uninterrupted(tmp_path):
     assert _metrics(tmp_path / "victim") == _metrics(tmp_path / "reference")
     info = json.loads((tmp_path / "victim" / "run.json").read_text())
     assert info["resumed_from"] == 1
+
+
+def test_eval_of_the_train_split_and_a_bad_split(tmp_path, capsys):
+    from lifelong.cli import main
+
+    run_dir = run(_config(tmp_path, "t", "train.epochs=2", "log.tensorboard=false"))
+    test = evaluate_run(run_dir)
+    train = evaluate_run(run_dir, ["stream=train"])
+    assert train["split"] == "train" and test["split"] == "test"
+    assert json.loads((run_dir / "eval_train.json").read_text()) == train
+    assert json.loads((run_dir / "eval.json").read_text()) == test  # not overwritten
+    # Other samples of the same tasks: a different figure on each experience it trained.
+    assert train["per_experience"] != test["per_experience"]
+    assert len(train["per_experience"]) == len(test["per_experience"]) == 2
+    assert main(["eval", str(run_dir), "stream=valid"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["lifelong: error: stream=valid is not a split; pass stream=test or stream=train"]
