@@ -10,6 +10,7 @@ Hyper-parameters come from the configs; nothing is tuned on the test stream.
 """
 
 import argparse
+import functools
 import json
 import statistics
 import sys
@@ -64,16 +65,50 @@ def method_overrides(stream: str, method: str) -> list[str]:
     return [*METHODS[method], *STREAM_METHOD_OVERRIDES.get((stream, method), [])]
 
 
-def equalize_active_params(cfg):
-    """PKM reads one value of dim weights per slot, PEER two (u_i, v_i): twice the slots per
-    head keeps the active parameters per token equal to PEER's (and the dense baselines')."""
-    if cfg.model.ffn == "pkm":
-        cfg.model.peer.topk = 2 * cfg.model.peer.topk
+@functools.cache
+def peer_growths(stream: str, quick: bool) -> int:
+    """How often the stream's PEER layer grows: its config's growth policy over the task
+    labels of its training experiences."""
+    from omegaconf import OmegaConf
 
-
-def run_cell(stream: str, method: str, seed: int, quick: bool, runs_dir: Path) -> dict:
     from lifelong.config import load_config
-    from lifelong.training.run import run
+    from lifelong.data import build_stream
+    from lifelong.models.growing import experience_task_labels, growths_over
+
+    config, _, quick_overrides = STREAMS[stream]
+    cfg = load_config(ROOT / "configs" / config, quick_overrides if quick else [])
+    spec = build_stream(**OmegaConf.to_container(cfg.stream, resolve=True))
+    labels = [experience_task_labels(e) for e in spec.benchmark.train_stream]
+    return growths_over(cfg.growth.policy, labels)
+
+
+def equalize_active_params(cfg, growths: int):
+    """Every method on a stream gets the active parameters per token of the stream's PEER
+    layer after its ``growths`` growths (each adds growth.sub_keys sub-keys per side, all
+    scored), so the baselines never have fewer than PEER at any experience.
+
+    PKM reads one value of dim weights per slot, PEER two (u_i, v_i): twice the slots per
+    head. The dense FFN and the MoE experts are widened to PEER's count after growth
+    (the MoE's router rows after its own growth included)."""
+    from lifelong.builders import dense_hidden, moe_experts_per_token, moe_hidden
+
+    m, added_sub_keys = cfg.model, growths * cfg.growth.sub_keys
+    if m.ffn == "pkm":
+        m.peer.topk = 2 * m.peer.topk
+    elif m.ffn == "dense":
+        m.dense_hidden = dense_hidden(m, added_sub_keys=added_sub_keys)
+    elif m.ffn in ("moe", "expert_choice"):
+        m.moe.hidden = moe_hidden(
+            m,
+            experts_per_token=moe_experts_per_token(m),
+            added_sub_keys=added_sub_keys,
+            added_experts=growths * cfg.growth.experts if cfg.growth.policy != "never" else 0,
+        )
+
+
+def cell_config(stream: str, method: str, seed: int, quick: bool, runs_dir: Path):
+    """The run config of one (stream, method, seed) cell."""
+    from lifelong.config import load_config
 
     config, _, quick_overrides = STREAMS[stream]
     overrides = [
@@ -87,7 +122,14 @@ def run_cell(stream: str, method: str, seed: int, quick: bool, runs_dir: Path) -
         "log.png=false",
     ]
     cfg = load_config(ROOT / "configs" / config, overrides)
-    equalize_active_params(cfg)
+    equalize_active_params(cfg, peer_growths(stream, quick))
+    return cfg
+
+
+def run_cell(stream: str, method: str, seed: int, quick: bool, runs_dir: Path) -> dict:
+    from lifelong.training.run import run
+
+    cfg = cell_config(stream, method, seed, quick, runs_dir)
     t0 = time.time()
     run_dir = run(cfg)
     metrics = json.loads((run_dir / "metrics.json").read_text())
@@ -152,8 +194,9 @@ def markdown(records: list[dict], quick: bool, seeds: int) -> str:
         lines += [
             f"## {stream} ({scenario}, `configs/{config}`)",
             "",
-            f"Active parameters per token: {params[0]:,}–{params[-1]:,} "
-            f"(equal within {100 * spread:.0f}% across methods).",
+            f"Active parameters per token after the last experience: {params[0]:,}–"
+            f"{params[-1]:,} (equal within {100 * spread:.1f}% across methods; the baselines "
+            f"are sized to PEER's count after its last growth, so they never have fewer).",
             "",
             f"| method | {head} | {forget} | expert usage | KL | wall s | active params |",
             "|---|---|---|---|---|---|---|",

@@ -39,35 +39,50 @@ class LMCrossEntropy(nn.Module):
         return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1))
 
 
-def peer_active_params(model_cfg) -> int:
+def peer_active_params(model_cfg, *, added_sub_keys: int = 0) -> int:
     """Parameters one token uses in the configured PEER layer: the query network, every
-    sub-key (all are scored), and heads·topk experts of 2·dim weights each."""
+    sub-key (all are scored), and heads·topk experts of 2·dim weights each.
+    ``added_sub_keys``: sub-keys per side its growths add (the count after growth)."""
     p, d = model_cfg.peer, model_cfg.dim
     key_dim = p.key_dim or d
     query = d * p.heads * key_dim + (
         2 * p.heads * key_dim if p.query_batchnorm else p.heads * key_dim
     )
-    sub_keys = 2 * math.isqrt(p.num_experts) * (key_dim // 2)
+    sub_keys = 2 * (math.isqrt(p.num_experts) + added_sub_keys) * (key_dim // 2)
     return query + sub_keys + p.heads * p.topk * 2 * d
 
 
-def dense_hidden(model_cfg) -> int:
-    """Dense FFN width with the active parameters per token of the configured PEER layer,
-    so that dense baselines are compared at equal active parameters (BRIEF §2)."""
+def dense_hidden(model_cfg, *, added_sub_keys: int = 0) -> int:
+    """Dense FFN width with the active parameters per token of the configured PEER layer
+    (after ``added_sub_keys`` more sub-keys per side), so that dense baselines are
+    compared at equal active parameters (BRIEF §2)."""
     if model_cfg.dense_hidden is not None:
         return model_cfg.dense_hidden
-    return max(1, round(peer_active_params(model_cfg) / (2 * model_cfg.dim)))
+    active = peer_active_params(model_cfg, added_sub_keys=added_sub_keys)
+    return max(1, round(active / (2 * model_cfg.dim)))
 
 
-def moe_hidden(model_cfg, *, experts_per_token: float) -> int:
+def moe_hidden(
+    model_cfg, *, experts_per_token: float, added_sub_keys: int = 0, added_experts: int = 0
+) -> int:
     """Expert width giving an MoE the active parameters per token of the configured PEER
     layer: router (dim·E) + experts_per_token experts of 2·dim·hidden (topk for token
-    choice; the capacity factor, on average, for expert choice)."""
+    choice; the capacity factor, on average, for expert choice). ``added_sub_keys`` and
+    ``added_experts``: what growth adds to the PEER layer and to the MoE, to match the
+    two after growth."""
     moe = model_cfg.moe
     if moe.hidden is not None:
         return moe.hidden
-    per_token = peer_active_params(model_cfg) - model_cfg.dim * moe.num_experts
+    active = peer_active_params(model_cfg, added_sub_keys=added_sub_keys)
+    per_token = active - model_cfg.dim * (moe.num_experts + added_experts)
     return max(1, round(per_token / (experts_per_token * 2 * model_cfg.dim)))
+
+
+def moe_experts_per_token(model_cfg) -> float:
+    """Experts a token reaches on average: topk (token choice), the capacity factor
+    (expert choice: N experts each take CF·T/N of T tokens)."""
+    moe = model_cfg.moe
+    return moe.topk if model_cfg.ffn == "moe" else moe.capacity_factor
 
 
 def build_ffn(cfg, *, expert: bool) -> GrowingExperts:
@@ -92,10 +107,9 @@ def build_ffn(cfg, *, expert: bool) -> GrowingExperts:
             layer = PKM(m.dim, **keys)
     elif expert and m.ffn in ("moe", "expert_choice"):
         moe = m.moe
-        per_token = moe.topk if m.ffn == "moe" else moe.capacity_factor
         sizes = dict(
             num_experts=moe.num_experts,
-            hidden=moe_hidden(m, experts_per_token=per_token),
+            hidden=moe_hidden(m, experts_per_token=moe_experts_per_token(m)),
             activation=m.peer.activation,
         )
         if m.ffn == "moe":

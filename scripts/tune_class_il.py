@@ -133,7 +133,7 @@ def run_candidate(suite, overrides, seed: int, split_seed: int, args, runs_dir: 
             "log.png=false",
         ],
     )
-    suite.equalize_active_params(cfg)
+    suite.equalize_active_params(cfg, suite.peer_growths(STREAM, True))
     cfg.stream = validation_stream(cfg, args.val_fraction, split_seed, runs_dir)
     t0 = time.time()
     # Avalanche's replay plugin warns on every experience and resets the warning filters

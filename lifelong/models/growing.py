@@ -28,6 +28,24 @@ def experience_task_labels(experience) -> list[int]:
     return [int(t) for t in labels]
 
 
+def grows_at(policy: str, labels: list[int], known: set[int]) -> bool:
+    """Whether a (not first) training experience with task ``labels`` grows the layer,
+    given the task labels ``known`` from earlier experiences."""
+    if policy == "every_experience":
+        return True
+    return policy == "new_task_label" and any(t not in known for t in labels)
+
+
+def growths_over(policy: str, labels_per_experience: list[list[int]]) -> int:
+    """How often ``GrowingExperts(policy=...)`` grows over training experiences with these
+    task labels, in order (the first experience never grows: it trains stage 0)."""
+    known, growths = set(), 0
+    for i, labels in enumerate(labels_per_experience):
+        growths += i > 0 and grows_at(policy, labels, known)
+        known.update(labels)
+    return growths
+
+
 class GrowingExperts(DynamicModule):
     """Wraps an expert layer with ``forward(x, stage)``, ``grow(m, init=...)`` and
     ``num_stages`` (e.g. ``PEER``); forward takes ``(x, task_labels)``.
@@ -91,12 +109,10 @@ class GrowingExperts(DynamicModule):
         )
 
     def _should_grow(self, labels: list[int]) -> bool:
-        if not hasattr(self.layer, "grow") or self.policy == "never":
+        if not hasattr(self.layer, "grow"):
             return False  # a layer without grow() (the transformer's plain MLP) never grows
-        if self.policy == "every_experience":
-            return True
         known = {t for t in range(self.task_stage.numel()) if int(self.task_stage[t]) >= 0}
-        return any(t not in known for t in labels)
+        return grows_at(self.policy, labels, known)
 
     def _freeze_query(self):
         query = getattr(self.layer, "query", None)
