@@ -194,9 +194,14 @@ def markdown(records: list[dict], quick: bool, seeds: int) -> str:
         lines += [
             f"## {stream} ({scenario}, `configs/{config}`)",
             "",
-            f"Active parameters per token after the last experience: {params[0]:,}–"
-            f"{params[-1]:,} (equal within {100 * spread:.1f}% across methods; the baselines "
-            f"are sized to PEER's count after its last growth, so they never have fewer).",
+            "Active parameters per token after the last experience: "
+            + (
+                f"{params[0]:,}, equal across methods"
+                if spread == 0
+                else f"{params[0]:,}–{params[-1]:,} (equal within {100 * spread:.1f}%)"
+            )
+            + " (the baselines are sized to PEER's count after its last growth, so they "
+            "never have fewer at any experience).",
             "",
             f"| method | {head} | {forget} | expert usage | KL | wall s | active params |",
             "|---|---|---|---|---|---|---|",

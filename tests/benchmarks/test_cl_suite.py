@@ -42,7 +42,9 @@ def test_markdown_lists_every_cell_and_the_active_parameters():
     assert "## split_digits_task_il (task-il" in text
     assert "| dense naive | 0.900 ± 0.000 |" in text
     assert "| PEER + growth, task-aware |" in text
-    assert "equal within 0.0%" in text
+    assert "after the last experience: 100, equal across methods" in text
+    records[1]["active_params_per_token"] = 110
+    assert "100–110 (equal within 9.1%)" in cl_suite.markdown(records, quick=True, seeds=1)
 
 
 def test_every_method_runs_on_every_stream_config():
