@@ -52,10 +52,11 @@ NOT_FOR_LM: set[str] = set()  # every method here also runs on the language-mode
 # (stream, method) -> overrides added after the method's own: settings chosen on a
 # validation split of that stream's training data (never its test stream).
 STREAM_METHOD_OVERRIDES = {
-    # scripts/tune_class_il.py. With one task label, new classes reach the new experts only
-    # through the query network, which a frozen query (and its BatchNorm statistics from
-    # classes 0-1) cannot do: every class is routed to a few stage-0 experts. Replay shows
-    # the query the old classes too, which keeps their routing.
+    # scripts/tune_class_il.py, best on validation at --quick and at full length. With one
+    # task label, new classes reach the new experts only through the query network, which a
+    # frozen query (and its BatchNorm statistics from classes 0-1) cannot do: every class is
+    # routed to a few stage-0 experts. Replay shows the query the old classes too, which
+    # keeps their routing.
     ("split_digits_class_il", "PEER + growth + replay"): ["growth.freeze_query=false"],
 }
 

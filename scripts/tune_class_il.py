@@ -2,14 +2,16 @@
 
     OMP_NUM_THREADS=1 python scripts/tune_class_il.py              # ~2 min on 2 cores
     OMP_NUM_THREADS=1 python scripts/tune_class_il.py --seeds 2 --json tune.json
+    OMP_NUM_THREADS=1 python scripts/tune_class_il.py --full    # the configs' epochs (~5 min)
 
 The validation stream is carved from the Split Digits *training* stream only: each
 training experience (classes (0,1), (2,3), ..., task label 0) is split, stratified by
 class, into a fit part and a validation part, and the library's public ``tensors`` stream
 kind turns those into a class-IL stream; the test experiences are never read.
 
-Every candidate runs with ``benchmarks/cl_suite.py``'s ``--quick`` overrides on the
-class-IL config, so the setting chosen is the one the suite reports; dense replay (same
+Every candidate runs with ``benchmarks/cl_suite.py``'s ``--quick`` overrides (none with
+``--full``) on the class-IL config, so the setting chosen is the one the suite reports at
+that length; dense replay (same
 ``replay_mem_size``) is the reference. The best PEER candidate by mean validation accuracy
 is printed after the table.
 """
@@ -39,7 +41,8 @@ EWC = ["train.regularizer=ewc", "train.regularizer_lambda=100"]  # the suite's d
 DISTILL = ["train.regularizer=distill", "train.regularizer_lambda=1"]  # the suite's LwF λ
 
 # name -> (cl_suite method whose overrides come first, extra overrides). Every PEER candidate
-# keeps replay at the config's replay_mem_size and the config's PEER sizes.
+# keeps replay at the config's replay_mem_size and the config's PEER sizes, and none has more
+# active parameters per token than the suite's baselines (more sub-keys per growth would).
 CANDIDATES = {
     "dense replay, stem": ("dense replay", STEM),
     "dense replay, no stem": ("dense replay", NO_STEM),
@@ -63,6 +66,10 @@ CANDIDATES = {
     "PEER+replay, no stem, query trained, lr 1e-3": (
         "PEER + growth + replay",
         [*NO_STEM, *TRAINED, "train.lr=0.001"],
+    ),
+    "PEER+replay, no stem, query trained, upcycled experts": (
+        "PEER + growth + replay",
+        [*NO_STEM, *TRAINED, "growth.init=upcycle"],
     ),
 }
 
@@ -114,8 +121,8 @@ def validation_stream(cfg, val_fraction: float, split_seed: int, folder: Path) -
 
 
 def run_candidate(suite, overrides, seed: int, split_seed: int, args, runs_dir: Path) -> dict:
-    """One run of the suite's quick class-IL cell, trained and scored on the validation
-    stream; returns its metrics.json."""
+    """One run of the suite's class-IL cell (quick unless ``args.full``), trained and
+    scored on the validation stream; returns its metrics.json."""
     from lifelong.config import load_config
     from lifelong.training.run import run
 
@@ -123,7 +130,7 @@ def run_candidate(suite, overrides, seed: int, split_seed: int, args, runs_dir: 
     cfg = load_config(
         ROOT / "configs" / config,
         [
-            *quick,
+            *([] if args.full else quick),
             *overrides,
             f"seed={seed}",
             f"runs_dir={runs_dir}",
@@ -133,7 +140,7 @@ def run_candidate(suite, overrides, seed: int, split_seed: int, args, runs_dir: 
             "log.png=false",
         ],
     )
-    suite.equalize_active_params(cfg, suite.peer_growths(STREAM, True))
+    suite.equalize_active_params(cfg, suite.peer_growths(STREAM, not args.full))
     cfg.stream = validation_stream(cfg, args.val_fraction, split_seed, runs_dir)
     t0 = time.time()
     # Avalanche's replay plugin warns on every experience and resets the warning filters
@@ -213,6 +220,9 @@ def main(argv=None) -> int:
     p.add_argument("--val-fraction", type=float, default=0.2, help="of the training digits")
     p.add_argument("--candidates", nargs="+", choices=list(CANDIDATES), default=list(CANDIDATES))
     p.add_argument("--json", metavar="PATH", help="write the records here")
+    p.add_argument(
+        "--full", action="store_true", help="the configs' epochs, not the suite's --quick"
+    )
     args = p.parse_args(argv)
 
     torch.set_num_threads(1)  # a model this small runs fastest on one thread
