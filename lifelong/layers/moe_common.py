@@ -322,6 +322,11 @@ def _dense_weights(dense: nn.Module, layer: StagedMoE | None = None) -> tuple[Te
         raise ValueError("source must be a DenseFFN: Linear layers fc1 (dim->hidden), fc2")
     if fc1.bias is not None or fc2.bias is not None:
         raise ValueError("source must be bias-free: MoE experts have no biases")
+    if getattr(dense, "num_stages", 1) > 1:  # its units beyond fc1/fc2 would be left out
+        raise ValueError(
+            f"source has grown to {dense.num_stages} stages; an expert copies one FFN of fixed "
+            f"width: upcycle from a dense FFN that never grew"
+        )
     w1, w2 = fc1.weight.detach(), fc2.weight.detach()
     if layer is None:
         return w1, w2

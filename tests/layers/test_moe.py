@@ -340,6 +340,10 @@ def test_forward_and_grow_errors():
         layer.grow(1, init="dense", source=DenseFFN(8, hidden=6))
     with pytest.raises(ValueError, match=r"activation differs"):
         layer.grow(1, init="dense", source=DenseFFN(8, hidden=4, activation="relu"))
+    grown = DenseFFN(8, hidden=4)
+    grown.grow(2)
+    with pytest.raises(ValueError, match="source has grown to 2 stages"):
+        layer.grow(1, init="dense", source=grown)
     with pytest.raises(ValueError, match=r"usage has shape \(3,\); expected \(5,\)"):
         layer.grow(1, init="upcycle", usage=torch.ones(3))
     with pytest.raises(ValueError, match=r"noise=-0.1 must be a non-negative number"):
