@@ -70,15 +70,13 @@ def method_overrides(stream: str, method: str) -> list[str]:
 def peer_growths(stream: str, quick: bool) -> int:
     """How often the stream's PEER layer grows: its config's growth policy over the task
     labels of its training experiences."""
-    from omegaconf import OmegaConf
-
+    from lifelong.builders import build_stream_from_config
     from lifelong.config import load_config
-    from lifelong.data import build_stream
     from lifelong.models.growing import experience_task_labels, growths_over
 
     config, _, quick_overrides = STREAMS[stream]
     cfg = load_config(ROOT / "configs" / config, quick_overrides if quick else [])
-    spec = build_stream(**OmegaConf.to_container(cfg.stream, resolve=True))
+    spec = build_stream_from_config(cfg)
     labels = [experience_task_labels(e) for e in spec.benchmark.train_stream]
     return growths_over(cfg.growth.policy, labels)
 

@@ -145,23 +145,22 @@ def layer_sizes(model: torch.nn.Module) -> dict:
 def build(cfg, timer: StepTimer):
     """(strategy, model, optimizer, spec) wired as ``lifelong.training.run`` wires them."""
     from avalanche.training.plugins import EvaluationPlugin
-    from omegaconf import OmegaConf
 
     from lifelong.builders import (
         LMCrossEntropy,
         build_model,
         build_regularization,
         build_strategy,
+        build_stream_from_config,
         resolve_device,
     )
-    from lifelong.data import build_stream
     from lifelong.optim import LazyAdamW
     from lifelong.training.aux_loss import AuxLossPlugin
     from lifelong.training.freeze import FreezeSharedPlugin
     from lifelong.training.run import seed_everything
 
     seed_everything(cfg.seed)
-    spec = build_stream(**OmegaConf.to_container(cfg.stream, resolve=True))
+    spec = build_stream_from_config(cfg)
     model = build_model(cfg, spec)
     t = cfg.train
     optimizer = LazyAdamW(model.parameters(), lr=t.lr, weight_decay=t.weight_decay)

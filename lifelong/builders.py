@@ -141,6 +141,15 @@ def build_ffn(cfg, *, expert: bool) -> GrowingExperts:
     )
 
 
+def build_stream_from_config(cfg):
+    """The ``StreamSpec`` of a run config's ``stream`` group (``kind`` plus its options)."""
+    from omegaconf import OmegaConf
+
+    from .data import build_stream
+
+    return build_stream(**OmegaConf.to_container(cfg.stream, resolve=True))
+
+
 def build_model(cfg, spec) -> nn.Module:
     m = cfg.model
     if spec.task == "lm" and m.ffn == "expert_choice":

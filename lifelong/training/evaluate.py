@@ -19,9 +19,8 @@ from avalanche.models.utils import avalanche_forward
 from omegaconf import OmegaConf
 from torch.utils.data import DataLoader
 
-from ..builders import build_model, resolve_device
+from ..builders import build_model, build_stream_from_config, resolve_device
 from ..config import load_config
-from ..data import build_stream
 from ..metrics.matrix_metric import batch_score, score_value
 from .checkpoint import CHECKPOINT, load_checkpoint
 from .run_state import grow_like_checkpoint
@@ -32,10 +31,6 @@ EVAL_FILES = {"test": "eval.json", "train": "eval_train.json"}
 
 class EvalError(ValueError):
     """An evaluation that cannot start, phrased for the command line."""
-
-
-def _stream(cfg):
-    return build_stream(**OmegaConf.to_container(cfg.stream, resolve=True))
 
 
 @torch.no_grad()
@@ -74,8 +69,8 @@ def evaluate_run(run_dir: Path, overrides: list[str] = ()) -> dict:
     eval_cfg = load_config(config, list(overrides))
     state = load_checkpoint(run_dir / CHECKPOINT)
 
-    spec = _stream(run_cfg)  # the stream the run grew on
-    target = spec if eval_cfg.stream == run_cfg.stream else _stream(eval_cfg)
+    spec = build_stream_from_config(run_cfg)  # the stream the run grew on
+    target = spec if eval_cfg.stream == run_cfg.stream else build_stream_from_config(eval_cfg)
     device = resolve_device(eval_cfg.device)
     model = build_model(run_cfg, spec)
     grow_like_checkpoint(model, int(state["finished"]), train_stream=spec.benchmark.train_stream,

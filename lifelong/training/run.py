@@ -21,9 +21,9 @@ from ..builders import (
     build_model,
     build_regularization,
     build_strategy,
+    build_stream_from_config,
     resolve_device,
 )
-from ..data import build_stream
 from ..metrics import ExperienceMatrix, ExpertUsageMetric, MoEMetric
 from ..optim import LazyAdamW
 from .aux_loss import AuxLossPlugin
@@ -99,8 +99,7 @@ def run(cfg: DictConfig) -> Path:
 
     start = time.time()
     seed_everything(cfg.seed)
-    stream_options = OmegaConf.to_container(cfg.stream, resolve=True)
-    spec = build_stream(**stream_options)
+    spec = build_stream_from_config(cfg)
     device = resolve_device(cfg.device)
     model = build_model(cfg, spec)
     run_dir, checkpoint = prepare_run_dir(cfg)

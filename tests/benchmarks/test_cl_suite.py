@@ -75,17 +75,14 @@ def test_stream_method_overrides_apply_to_their_stream_only():
 def test_active_params_after_the_last_growth_are_equal_across_methods(stream, tmp_path):
     """The oracle is the report's own count (``active_params_per_token``) on each method's
     model, grown over the whole stream as a run grows it, not the sizing formulas."""
-    from omegaconf import OmegaConf
-
-    from lifelong.builders import build_model
-    from lifelong.data import build_stream
+    from lifelong.builders import build_model, build_stream_from_config
     from lifelong.training.report import active_params_per_token
     from lifelong.training.run_state import grow_like_checkpoint
 
     counts = {}
     for method in cl_suite.METHODS:
         cfg = cl_suite.cell_config(stream, method, seed=0, quick=True, runs_dir=tmp_path)
-        spec = build_stream(**OmegaConf.to_container(cfg.stream, resolve=True))
+        spec = build_stream_from_config(cfg)
         bm = spec.benchmark
         model = grow_like_checkpoint(
             build_model(cfg, spec),
