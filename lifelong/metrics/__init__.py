@@ -2,29 +2,33 @@
 
 - ``continual``: summaries of an experience matrix R[i][j] (average, forgetting, BWT, FWT).
 - ``experts``: expert usage and KL non-uniformity of router mass, per growth stage.
-- ``plugins``: Avalanche plugin metrics collecting both during a run.
+- ``plugins``: Avalanche plugin metrics collecting both during a run (the matrix, expert
+  usage and MoE load; the last two share ``RoutingMetric``).
+- ``registry``: ``RUN_METRICS``, the metrics every run collects and reports.
 - ``plots``: PNG figures of matrices, forgetting curves and usage maps.
 """
 
 from .continual import per_experience_forgetting, summarize_matrix
-from .experts import expert_usage, kl_nonuniformity, pool_grid, stage_slices, usage_grid
-from .moe_metric import (
-    MoEMetric,
-    dropped_token_pct,
-    tokens_per_expert,
-    tokens_per_expert_cv,
-)
+from .experts import expert_usage, kl_nonuniformity, pool_grid, usage_grid
+from .moe_metric import tokens_per_expert
 from .names import format_metric_name, strategy_metric_name
 from .plots import curves_png, matrix_png, usage_png, usage_rgb
-from .plugins import ExperienceMatrix, ExpertUsageMetric, TrainingProgress, expert_layers
+from .plugins import (
+    ExperienceMatrix,
+    ExpertUsageMetric,
+    MoEMetric,
+    RoutingMetric,
+    TrainingProgress,
+    expert_layers,
+)
+from .registry import RUN_METRICS, run_metrics
 
 __all__ = [
+    "RUN_METRICS",
     "ExperienceMatrix",
     "ExpertUsageMetric",
     "MoEMetric",
-    "dropped_token_pct",
-    "tokens_per_expert",
-    "tokens_per_expert_cv",
+    "RoutingMetric",
     "TrainingProgress",
     "curves_png",
     "expert_layers",
@@ -34,9 +38,10 @@ __all__ = [
     "matrix_png",
     "per_experience_forgetting",
     "pool_grid",
-    "stage_slices",
+    "run_metrics",
     "strategy_metric_name",
     "summarize_matrix",
+    "tokens_per_expert",
     "usage_grid",
     "usage_png",
     "usage_rgb",

@@ -1,4 +1,4 @@
-"""Continual-learning summaries of an experience matrix (BRIEF §4).
+"""Continual-learning summaries of an experience matrix (docs/design.md §5).
 
 ``R[i][j]`` is a metric (accuracy, perplexity, ...) on experience j after training through
 experience i. While a run is in progress only the first T' <= T rows exist; every summary

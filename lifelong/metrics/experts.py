@@ -1,15 +1,17 @@
-"""Expert usage statistics (Lample et al. 2019, as reported by PEER, He 2024 Table 2).
+"""Expert usage statistics (docs/design.md §4; Lample et al. 2019, as reported by PEER,
+He 2024 Table 2).
 
 For every expert i the router weight is accumulated over all evaluated tokens x,
 ``z'_i = Σ_x g_i(x)`` (g_i(x) = 0 when i is not retrieved), and normalised,
-``z = z' / ||z'||_1`` (BRIEF §2 "Expert usage metrics"):
+``z = z' / ||z'||_1``:
 
 - usage       = fraction of experts with z_i > 0;
 - unevenness  = KL(z || uniform) = log N + Σ_i z_i log z_i  (natural log, 0·log 0 = 0;
                 0 for a perfectly even router, log N when one expert takes everything).
 
 Expert ids are in shell order (``lifelong.layers.product_keys``): stage s of a grown PEER
-owns the ids [n_{s-1}², n_s²), and ``id_to_pair`` places an id on the √N x √N sub-key grid.
+owns the ids [n_{s-1}², n_s²) (docs/design.md §2; the layer's ``stage_bounds``), and
+``id_to_pair`` places an id on the √N x √N sub-key grid.
 """
 
 import math
@@ -54,20 +56,6 @@ def kl_nonuniformity(mass) -> float | None:
     z = z / total
     nz = z[z > 0]  # 0·log 0 = 0
     return max(0.0, math.log(z.numel()) + float((nz * nz.log()).sum()))
-
-
-def stage_slices(stage_sub_keys) -> list[slice]:
-    """Expert-id ranges of each stage: stage s owns [n_{s-1}², n_s²) (n_{-1} = 0).
-
-    ``stage_sub_keys`` is ``PEER.stage_sub_keys``: sub-keys per side after each stage,
-    e.g. [4, 6] -> [slice(0, 16), slice(16, 36)]."""
-    out, prev = [], 0
-    for n in map(int, stage_sub_keys):
-        if n < prev:
-            raise ValueError(f"stage_sub_keys must be non-decreasing, got {list(stage_sub_keys)}")
-        out.append(slice(prev * prev, n * n))
-        prev = n
-    return out
 
 
 def usage_grid(mass, num_sub_keys: int) -> Tensor:

@@ -1,5 +1,5 @@
 """``ExperienceMatrix``: the accuracy or perplexity matrix R[i][j] of a continual run,
-collected by an Avalanche plugin metric, with its summaries (BRIEF §4).
+collected by an Avalanche plugin metric, with its summaries (docs/design.md §5).
 
 - Row i = after training through experience i (``TrainingProgress.trained - 1``). An
   evaluation before any training fills ``initial`` (the random-init baseline of FWT).
@@ -18,6 +18,7 @@ model's device until the experience ends, so no per-batch device sync.
 """
 
 import math
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -25,14 +26,16 @@ from avalanche.evaluation.metric_results import MetricValue
 
 from .continual import summarize_matrix
 from .names import strategy_metric_name
+from .plots import curves_png, matrix_png
 from .progress import TrainingProgress
 
 IGNORE_INDEX = -100
 
-# kind -> (per-experience metric name, stream average name, higher is better)
+# kind -> (per-experience metric name, stream average name, higher is better,
+#          metrics.json key of the last row's mean)
 KINDS = {
-    "accuracy": ("Top1_Acc_Exp", "Average_Accuracy", True),
-    "perplexity": ("Perplexity_Exp", "Average_Perplexity", False),
+    "accuracy": ("Top1_Acc_Exp", "Average_Accuracy", True, "average_accuracy"),
+    "perplexity": ("Perplexity_Exp", "Average_Perplexity", False, "perplexity"),
 }
 
 
@@ -51,7 +54,7 @@ class ExperienceMatrix(TrainingProgress):
             raise ValueError(f"kind={kind!r} is not supported; choose one of {sorted(KINDS)}")
         super().__init__(stream)
         self.kind = kind
-        self.exp_name, self.average_name, self.higher_is_better = KINDS[kind]
+        self.exp_name, self.average_name, self.higher_is_better, self._average_key = KINDS[kind]
         self._rows: dict[int, dict[int, float]] = {}  # i -> {j: R[i][j]}
         self._initial: dict[int, float] = {}  # j -> metric before any training
         self._num_experiences = 0  # T: length of the evaluated stream
@@ -91,6 +94,34 @@ class ExperienceMatrix(TrainingProgress):
 
     def result(self) -> list[list[float]]:
         return self.matrix
+
+    # ------------------------------------------------------------------------- report
+    def report(self) -> dict:
+        """metrics.json figures, keys named after ``kind`` (accuracy shown):
+        ``accuracy_matrix`` (the rows), ``average_accuracy`` (mean of the last row: the
+        whole stream after the last training, docs/design.md §5; also right for joint
+        training, whose matrix is a single row), ``forgetting``, ``bwt``, ``fwt`` (at the
+        last complete row) and ``initial_accuracy``; None where there is no row yet."""
+        rows = self.matrix
+        summary = self.summary() or dict.fromkeys(("forgetting", "bwt", "fwt"))
+        return {
+            f"{self.kind}_matrix": rows,
+            self._average_key: sum(rows[-1]) / len(rows[-1]) if rows else None,
+            "forgetting": summary["forgetting"],
+            "bwt": summary["bwt"],
+            "fwt": summary["fwt"],
+            f"initial_{self.kind}": self.initial,
+        }
+
+    def save_plots(self, run_dir: Path) -> None:
+        """``{kind}_matrix.png`` (the matrix) and ``forgetting_curves.png`` (one curve per
+        experience) in ``run_dir``."""
+        run_dir = Path(run_dir)
+        path = run_dir / f"{self.kind}_matrix.png"
+        matrix_png(
+            self.matrix, path, title=f"{self.kind} matrix", higher_is_better=self.higher_is_better
+        )
+        curves_png(self.matrix, run_dir / "forgetting_curves.png")
 
     def reset(self) -> None:
         """Forget everything, training progress included (Avalanche never calls this on a

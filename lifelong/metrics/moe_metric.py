@@ -1,46 +1,32 @@
-"""MoE health metrics over routing-hook data (BRIEF §3, "What to monitor"): the share of
-dropped tokens and the coefficient of variation of the tokens per expert.
+"""MoE health metrics over routing-hook data (docs/design.md §3): the share of dropped
+tokens (Switch Transformer, Fedus et al. 2021) and the coefficient of variation of the
+tokens per expert.
 
 The routing hook of an MoE layer reports (M, K) expert ids per forward, -1 in a slot that
 holds no expert. For token choice (``TokenChoiceMoE``) a -1 is an assignment dropped over
-capacity; for expert choice (``ExpertChoiceMoE``) rows are padded with -1 to the largest
-count, so there a *dropped token* is one that no expert picked (a row of -1).
+capacity; for expert choice (``ExpertChoiceMoE``, Zhou et al. 2022) rows are padded with
+-1 to the largest count, so there a *dropped token* is one that no expert picked (a row
+of -1).
 
-``MoEMetric`` follows ``ExpertUsageMetric``: it hooks every layer with
-``register_routing_hook`` and ``aux_loss`` only between ``before_eval`` and ``after_eval``
-and emits (x = number of trained experiences; ``{layer}`` is the module path):
+``MoEMetric`` hooks every layer with ``register_routing_hook`` and ``aux_loss`` only
+during evaluation (``RoutingMetric``) and emits (x = number of trained experiences;
+``{layer}`` is the module path):
 - after each experience j: ``DroppedTokens/eval_phase/test_stream/Exp{j}/{layer}`` (%, in
   [0, 100]) and ``TokensPerExpertCV/.../Exp{j}/{layer}``, over all the experience's tokens
   and all the layer's experts (those no token reached count 0, so stage-restricted
-  routing raises the CV);
+  routing, docs/design.md §2, raises the CV);
 - after the stream: the same without ``/Exp{j}``, over the whole evaluated stream.
 """
 
-import copy
+from pathlib import Path
 
 import torch
-from avalanche.evaluation.metric_results import MetricValue
 from torch import Tensor, nn
 
-from .names import strategy_metric_name
-from .progress import TrainingProgress
-from .routing_tap import RoutingTap
-from .usage_metric import ROOT_NAME
+from .routing_metric import RoutingMetric, expert_layers
 
-
-def dropped_token_pct(idx: Tensor) -> float:
-    """% of token-slots with idx == -1 (dropped over capacity), in [0, 100]; 0 if empty."""
-    if idx.numel() == 0:
-        return 0.0
-    return 100.0 * float((idx < 0).sum()) / idx.numel()
-
-
-def unrouted_token_pct(idx: Tensor) -> float:
-    """% of tokens (rows of the (M, K) ids) that reached no expert at all, in [0, 100]."""
-    if idx.numel() == 0:
-        return 0.0
-    rows = idx.reshape(idx.shape[0], -1)
-    return 100.0 * float((rows < 0).all(dim=1).sum()) / rows.shape[0]
+# metric name -> key of the figures
+EMITTED = (("DroppedTokens", "dropped_token_pct"), ("TokensPerExpertCV", "tokens_per_expert_cv"))
 
 
 def tokens_per_expert(idx: Tensor, num_experts: int) -> Tensor:
@@ -57,18 +43,9 @@ def coefficient_of_variation(counts: Tensor) -> float | None:
     return float(c.std(correction=0) / c.mean())
 
 
-def tokens_per_expert_cv(idx: Tensor, num_experts: int) -> float | None:
-    """Coefficient of variation of the token-slots per expert (0: perfectly even)."""
-    return coefficient_of_variation(tokens_per_expert(idx, num_experts))
-
-
 def moe_layers(model: nn.Module) -> dict[str, nn.Module]:
-    """Module path -> module, for every layer with a routing hook and an ``aux_loss``."""
-    return {
-        name or ROOT_NAME: module
-        for name, module in model.named_modules()
-        if callable(getattr(module, "register_routing_hook", None)) and hasattr(module, "aux_loss")
-    }
+    """Module path -> module, for every expert layer with an ``aux_loss`` (the MoEs)."""
+    return {name: m for name, m in expert_layers(model).items() if hasattr(m, "aux_loss")}
 
 
 class _Tally:
@@ -79,6 +56,7 @@ class _Tally:
         self.per_expert = torch.zeros(0, dtype=torch.int64)  # (N,) token-slots per expert
 
     def add(self, idx: Tensor, num_experts: int):
+        """idx: (M, K) expert ids of one forward, -1 in empty slots."""
         self.slots += idx.numel()
         self.dropped += int((idx < 0).sum())
         self.tokens += idx.shape[0]
@@ -109,9 +87,13 @@ class _Tally:
         }
 
 
-class MoEMetric(TrainingProgress):
+class MoEMetric(RoutingMetric):
     """Dropped tokens and tokens-per-expert CV of the MoE layers in ``model`` (default:
     ``strategy.model``), per evaluated experience and over the stream.
+
+    ``latest_overall()``: {layer: {"dropped_token_pct", "tokens_per_expert_cv"}};
+    ``history`` entries: trained, experience, layer, "tokens_per_expert" ((N,) int64) and
+    the two figures.
 
     Args:
         model: the model whose MoE layers are hooked; None looks them up in
@@ -120,8 +102,6 @@ class MoEMetric(TrainingProgress):
         keep_history: keep every experience's figures and per-expert counts in ``history``.
     """
 
-    STATE = ("history", "_latest_overall")
-
     def __init__(
         self,
         model: nn.Module | None = None,
@@ -129,97 +109,48 @@ class MoEMetric(TrainingProgress):
         stream: str | None = "test",
         keep_history: bool = True,
     ):
-        super().__init__(stream)
-        self.model = model
-        self.keep_history = keep_history
-        self.history: list[dict] = []
-        self._latest_overall: dict[str, dict] = {}
-        self._tap = RoutingTap(moe_layers, self._on_route)
-        self._tally: dict[str, _Tally] = {}  # layer -> counts of this experience
-        self._stream_tally: dict[str, _Tally] = {}  # layer -> counts of this eval call
+        super().__init__(model, stream=stream, keep_history=keep_history)
 
     def __str__(self) -> str:
         return "MoE"
 
-    # ------------------------------------------------------------------------ results
-    def latest_overall(self) -> dict[str, dict]:
-        """{layer: {"dropped_token_pct", "tokens_per_expert_cv"}} over the last recorded
-        evaluation stream."""
-        return copy.deepcopy(self._latest_overall)
+    # ------------------------------------------------------------------------- report
+    def report(self) -> dict:
+        """metrics.json figures: ``moe_layers`` (``latest_overall()``) when the model has
+        MoE layers; nothing otherwise, so runs without them keep their metrics.json."""
+        per_layer = self.latest_overall()
+        return {"moe_layers": per_layer} if per_layer else {}
 
-    def result(self) -> dict[str, dict]:
-        return self.latest_overall()
+    def save_plots(self, run_dir: Path) -> None:
+        """No figure: the per-layer figures are few numbers, all in metrics.json."""
 
-    def reset(self) -> None:
-        """Forget history and training progress (for reusing the metric in a new run)."""
-        self._tap.detach()
-        self.reset_progress()
-        self.history, self._latest_overall = [], {}
-        self._tally, self._stream_tally = {}, {}
+    # ------------------------------------------------------------------ accumulation
+    def _select(self, model: nn.Module) -> dict[str, nn.Module]:
+        return moe_layers(model)
 
-    # ---------------------------------------------------------------------- callbacks
-    def before_eval(self, strategy):
-        self._tap.detach()  # an evaluation that raised may have left hooks behind
-        self._stream_tally = {}
-        if not self._inside_training_exp:  # a mid-experience evaluation is never recorded
-            self._tap.attach(self.model if self.model is not None else strategy.model)
-        return None
-
-    def before_eval_exp(self, strategy):
-        self._tap.start_experience(self.records(strategy))
-        self._tally = {}
-
-    def after_eval_exp(self, strategy):
-        if not self._tap.stop_experience():
-            return None
-        j = int(strategy.experience.current_experience)
-        values = []
-        for name, layer in self._tap.layers.items():
-            tally = self._tally.get(name, _Tally())
-            stats = tally.stats(_per_token(layer))
-            if self.keep_history:
-                self.history.append(
-                    {
-                        "trained": self.trained,
-                        "experience": j,
-                        "layer": name,
-                        "tokens_per_expert": tally.per_expert.clone(),
-                        **stats,
-                    }
-                )
-            self._stream_tally.setdefault(name, _Tally()).merge(tally)
-            values += self._emit(strategy, name, stats, experience=True)
-        self._tally = {}
-        return values
-
-    def after_eval(self, strategy):
-        self._tap.detach()
-        values = []
-        for name, tally in self._stream_tally.items():
-            stats = tally.stats(_per_token(self._tap.layers[name]))
-            self._latest_overall[name] = stats
-            values += self._emit(strategy, name, stats, experience=False)
-        self._stream_tally = {}
-        return values or None
-
-    # -------------------------------------------------------------------------- hooks
-    def _on_route(self, name: str, layer: nn.Module, idx: Tensor, gates: Tensor):
+    def _accumulate(self, tally: _Tally | None, layer: nn.Module, idx: Tensor, gates: Tensor):
         """idx: (M, K) expert ids of one recorded forward, -1 in empty slots."""
-        self._tally.setdefault(name, _Tally()).add(idx, int(layer.num_experts))
+        tally = _Tally() if tally is None else tally
+        tally.add(idx, int(layer.num_experts))
+        return tally
+
+    def _finish(self, tally: _Tally | None, layer: nn.Module) -> _Tally:
+        return _Tally() if tally is None else tally
+
+    def _merge(self, total: _Tally | None, tally: _Tally) -> _Tally:
+        total = _Tally() if total is None else total
+        total.merge(tally)
+        return total
+
+    def _stats(self, tally: _Tally, layer: nn.Module) -> dict:
+        # Expert choice pads its rows with -1: there a dropped token is a row of -1.
+        return tally.stats(per_token=getattr(layer, "routing", None) == "expert_choice")
+
+    def _record(self, tally: _Tally, layer: nn.Module, stats: dict) -> dict:
+        return {"tokens_per_expert": tally.per_expert.clone(), **stats}
 
     # ----------------------------------------------------------------------- emission
-    def _emit(self, strategy, name: str, stats: dict, *, experience: bool) -> list:
-        out = []
-        for metric, key in (
-            ("DroppedTokens", "dropped_token_pct"),
-            ("TokensPerExpertCV", "tokens_per_expert_cv"),
-        ):
-            if stats[key] is not None:
-                full = strategy_metric_name(metric, strategy, experience=experience, extra=(name,))
-                out.append(MetricValue(self, full, stats[key], self.trained))
-        return out
-
-
-def _per_token(layer: nn.Module) -> bool:
-    """Expert choice pads its rows with -1: there a dropped token is a row of -1."""
-    return getattr(layer, "routing", None) == "expert_choice"
+    def _emit(self, value, name: str, layer: nn.Module, tally: _Tally, stats: dict) -> list:
+        return [
+            value(metric, (name,), stats[key]) for metric, key in EMITTED if stats[key] is not None
+        ]

@@ -1,4 +1,4 @@
-"""Metric names in Avalanche's layout, built from data (BRIEF §5).
+"""Metric names in Avalanche's layout, built from data (docs/design.md §7).
 
 ``{metric}/{phase}_phase/{stream}_stream[/Task{t:03}][/Exp{e:03}][/extra...]``
 

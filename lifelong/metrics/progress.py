@@ -1,17 +1,18 @@
 """Where a run stands: how many training experiences have finished, and which evaluations
 belong in an experience matrix.
 
-Row i of an experience matrix is "after training through experience i" (BRIEF §4), so a
-metric must know how many training experiences have *finished* when an evaluation runs.
-Avalanche can also evaluate in the middle of a training experience (``eval_every > 0``
-periodic evaluation, fired from ``after_training_epoch``/``after_training_iteration``);
-those evaluations describe a half-trained model and would overwrite row i-1, so they are
-not recorded. Recorded: explicit ``strategy.eval(...)`` calls outside ``train``, the
-periodic one before training (``eval_every >= 0``; the model is unchanged since the last
-experience) and the final one after an experience (``do_final``; the EvaluationPlugin's
-``after_training_exp`` runs before the PeriodicEval plugin's). With ``eval_every = k > 0``
-Avalanche skips that final one when the last epoch already evaluated, inside the
-experience, so a run with k > 0 must call ``strategy.eval(test_stream)`` itself.
+Row i of an experience matrix is "after training through experience i" (docs/design.md §5),
+so a metric must know how many training experiences have *finished* when an evaluation
+runs. Avalanche can also evaluate in the middle of a training experience
+(``eval_every > 0`` periodic evaluation, fired from ``after_training_epoch`` or
+``after_training_iteration``); those evaluations describe a half-trained model and would
+overwrite row i-1, so they are not recorded. Recorded: explicit ``strategy.eval(...)``
+calls outside ``train``, the periodic one before training (``eval_every >= 0``; the model
+is unchanged since the last experience) and the final one after an experience
+(``do_final``; the EvaluationPlugin's ``after_training_exp`` runs before the PeriodicEval
+plugin's). With ``eval_every = k > 0`` Avalanche skips that final one when the last epoch
+already evaluated, inside the experience, so a run with k > 0 must call
+``strategy.eval(test_stream)`` itself.
 """
 
 from avalanche.evaluation import PluginMetric

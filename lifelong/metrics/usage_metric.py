@@ -1,12 +1,13 @@
 """``ExpertUsageMetric``: expert usage and KL non-uniformity of every expert layer of a
-model, per evaluated experience and per growth stage (BRIEF §2, "Expert usage metrics").
+model, per evaluated experience and per growth stage (docs/design.md §4; Lample et al.
+2019, as reported by He 2024, Table 2).
 
-An expert layer is any module with ``register_routing_hook`` (``lifelong.layers.PEER``):
-after each forward it reports the retrieved expert ids and router weights, both
-(M, heads*topk). The metric hooks the layers only between ``before_eval`` and
-``after_eval``, so training pays nothing, and accumulates ``z'_i = Σ_x g_i(x)`` in float64
-on the layer's device. Layers grow between experiences, so each experience's mass has the
-layer's expert count at that time.
+An expert layer is any module with ``register_routing_hook`` (``lifelong.layers.PEER``,
+the MoEs, ``DenseFFN``): after each forward it reports the retrieved expert ids and router
+weights, both (M, heads*topk). ``RoutingMetric`` hooks the layers only during evaluation;
+this metric accumulates ``z'_i = Σ_x g_i(x)`` in float64 on the layer's device. Layers
+grow between experiences (docs/design.md §2), so each experience's mass has the layer's
+expert count at that time.
 
 Emitted (x = number of trained experiences; ``{layer}`` is the module path):
 - after each experience j: ``ExpertUsage/eval_phase/test_stream/Exp{j}/{layer}``,
@@ -17,47 +18,25 @@ Emitted (x = number of trained experiences; ``{layer}`` is the module path):
 - after the stream: the same without ``/Exp{j}``, over the mass summed over the stream.
 """
 
-import copy
+from pathlib import Path
 
 import torch
-from avalanche.evaluation.metric_results import LoggingType, MetricValue, TensorImage
+from avalanche.evaluation.metric_results import LoggingType, TensorImage
 from torch import Tensor, nn
 
 from .experts import expert_usage, kl_nonuniformity, pool_grid, usage_grid
-from .names import strategy_metric_name
-from .plots import usage_rgb
-from .progress import TrainingProgress
-from .routing_tap import RoutingTap
-
-ROOT_NAME = "root"  # name of the model itself when it is the expert layer
+from .plots import usage_png, usage_rgb
+from .routing_metric import RoutingMetric, expert_layers
 
 
-def expert_layers(model: nn.Module) -> dict[str, nn.Module]:
-    """Module path -> module, for every module that can report its routing."""
-    return {
-        name or ROOT_NAME: module
-        for name, module in model.named_modules()
-        if callable(getattr(module, "register_routing_hook", None))
-    }
-
-
-def stage_bounds(layer: nn.Module) -> list[int]:
-    """Cumulative expert count after each stage: ``layer.stage_bounds`` where the layer has
-    it (every expert layer does), else the squares of PEER's ``stage_sub_keys``."""
-    bounds = getattr(layer, "stage_bounds", None)
-    if bounds is None:
-        bounds = [n * n for n in getattr(layer, "stage_sub_keys", [])]
-    return [int(b) for b in bounds]
-
-
-def usage_stats(mass: Tensor, bounds: list[int] | None) -> dict:
+def usage_stats(mass: Tensor, bounds: list[int]) -> dict:
     """{"usage", "kl", "per_stage": [{"usage", "kl"}, ...]} of a 1-D mass; per stage over
-    the experts that stage added (stage s: ids [bounds[s-1], bounds[s])). KL is None where
-    no mass was routed."""
-    starts = [0, *(bounds or [])[:-1]]
+    the experts that stage added (stage s: ids [bounds[s-1], bounds[s]), docs/design.md
+    §2). KL is None where no mass was routed."""
+    starts = [0, *bounds[:-1]]
     per_stage = [
         {"usage": expert_usage(mass[lo:hi]), "kl": kl_nonuniformity(mass[lo:hi])}
-        for lo, hi in zip(starts, bounds or [], strict=True)
+        for lo, hi in zip(starts, bounds, strict=True)
     ]
     return {"usage": expert_usage(mass), "kl": kl_nonuniformity(mass), "per_stage": per_stage}
 
@@ -70,8 +49,18 @@ def _padded(mass: Tensor | None, size: int) -> Tensor:
     return out
 
 
-class ExpertUsageMetric(TrainingProgress):
+def _mean(values) -> float | None:
+    """Mean of the values that are not None; None if there is none."""
+    values = [v for v in values if v is not None]
+    return sum(values) / len(values) if values else None
+
+
+class ExpertUsageMetric(RoutingMetric):
     """Expert usage of the expert layers in ``model`` (default: ``strategy.model``).
+
+    ``latest_overall()``: {layer: {"usage", "kl", "per_stage": [{"usage", "kl"}, ...]}};
+    ``history`` entries: trained, experience, layer, "mass" ((N,) float64 CPU),
+    "stage_bounds" and "num_sub_keys" (None for layers without a sub-key grid).
 
     Args:
         model: the model whose expert layers are hooked; None looks them up in
@@ -81,10 +70,9 @@ class ExpertUsageMetric(TrainingProgress):
         heatmap_max_side: heatmaps of more than this many sub-keys per side are sum-pooled
             down to it (a 1024² layer would otherwise make a 1024x1024 image per entry).
         keep_history: keep every experience's mass in ``history``; each entry costs
-            8 bytes per expert, so turn it off for million-expert runs.
+            8 bytes per expert, so turn it off for million-expert runs (``save_plots``
+            then has nothing to draw).
     """
-
-    STATE = ("history", "_latest_overall")
 
     def __init__(
         self,
@@ -95,106 +83,69 @@ class ExpertUsageMetric(TrainingProgress):
         heatmap_max_side: int = 256,
         keep_history: bool = True,
     ):
-        super().__init__(stream)
-        self.model = model
+        super().__init__(model, stream=stream, keep_history=keep_history)
         self.heatmaps = heatmaps
         self.heatmap_max_side = heatmap_max_side
-        self.keep_history = keep_history
-        self.history: list[dict] = []
-        self._latest_overall: dict[str, dict] = {}
-        self._tap = RoutingTap(expert_layers, self._on_route)
-        self._mass: dict[str, Tensor] = {}  # layer -> (N,) float64 on device, this experience
-        self._stream_mass: dict[str, Tensor] = {}  # layer -> (N,) float64 CPU, this eval call
 
     def __str__(self) -> str:
         return "ExpertUsage"
 
-    # ------------------------------------------------------------------------ results
-    def latest_overall(self) -> dict[str, dict]:
-        """{layer: {"usage", "kl", "per_stage"}} over the last recorded evaluation stream."""
-        return copy.deepcopy(self._latest_overall)
+    # ------------------------------------------------------------------------- report
+    def report(self) -> dict:
+        """metrics.json figures: usage and KL of the last evaluation's stream-summed mass,
+        averaged over the expert layers (None without layers or values), and per layer
+        and stage under ``expert_layers``."""
+        per_layer = self.latest_overall()
+        return {
+            "expert_usage": _mean(v["usage"] for v in per_layer.values()),
+            "kl_nonuniformity": _mean(v["kl"] for v in per_layer.values()),
+            "expert_layers": per_layer,
+        }
 
-    def result(self) -> dict[str, dict]:
-        return self.latest_overall()
+    def save_plots(self, run_dir: Path) -> None:
+        """``usage_{layer}.png`` (dots in the path as underscores) of every product-key
+        layer: its √N x √N sub-key grid of the mass summed over the last evaluation."""
+        for name, (side, mass) in _last_eval_masses(self.history).items():
+            if side:
+                path = Path(run_dir) / f"usage_{name.replace('.', '_')}.png"
+                usage_png(usage_grid(mass, side), path)
 
-    def reset(self) -> None:
-        """Forget history and training progress (for reusing the metric in a new run)."""
-        self._tap.detach()
-        self.reset_progress()
-        self.history, self._latest_overall = [], {}
-        self._mass, self._stream_mass = {}, {}
+    # ------------------------------------------------------------------ accumulation
+    def _select(self, model: nn.Module) -> dict[str, nn.Module]:
+        return expert_layers(model)
 
-    # ---------------------------------------------------------------------- callbacks
-    def before_eval(self, strategy):
-        self._tap.detach()  # an evaluation that raised may have left hooks behind
-        self._stream_mass = {}
-        if not self._inside_training_exp:  # a mid-experience evaluation is never recorded
-            self._tap.attach(self.model if self.model is not None else strategy.model)
-        return None
-
-    def before_eval_exp(self, strategy):
-        self._tap.start_experience(self.records(strategy))
-        self._mass = {}
-
-    def after_eval_exp(self, strategy):
-        if not self._tap.stop_experience():
-            return None
-        j = int(strategy.experience.current_experience)
-        values = []
-        for name, layer in self._tap.layers.items():
-            mass = _padded(self._mass.get(name), int(layer.num_experts))  # (N,)
-            stages = stage_bounds(layer)
-            if self.keep_history:
-                self.history.append(
-                    {
-                        "trained": self.trained,
-                        "experience": j,
-                        "layer": name,
-                        "mass": mass,
-                        "stage_bounds": stages,
-                        "num_sub_keys": getattr(layer, "num_sub_keys", None),
-                    }
-                )
-            total = self._stream_mass.get(name)
-            self._stream_mass[name] = mass if total is None else _padded(total, mass.numel()) + mass
-            values += self._emit(strategy, name, layer, mass, stages, experience=True)
-        self._mass = {}
-        return values
-
-    def after_eval(self, strategy):
-        self._tap.detach()
-        values = []
-        for name, mass in self._stream_mass.items():
-            layer = self._tap.layers[name]
-            stages = stage_bounds(layer)
-            self._latest_overall[name] = usage_stats(mass, stages)
-            values += self._emit(strategy, name, layer, mass, stages, experience=False)
-        self._stream_mass = {}
-        return values or None
-
-    # -------------------------------------------------------------------------- hooks
-    def _on_route(self, name: str, layer: nn.Module, idx: Tensor, gates: Tensor):
-        """idx, gates: (M, heads*topk) expert ids and router weights of one recorded
-        forward (the tap calls this only while an experience is recorded)."""
+    def _accumulate(self, mass: Tensor | None, layer: nn.Module, idx: Tensor, gates: Tensor):
+        """z'_i += Σ g_i over one forward; idx, gates: (M, heads*topk). mass: (N,) float64
+        on the layer's device, so no per-batch device sync."""
         size = int(layer.num_experts)
-        mass = self._mass.get(name)
         if mass is None or mass.numel() < size:
             grown = torch.zeros(size, dtype=torch.float64, device=idx.device)
             if mass is not None:
                 grown[: mass.numel()] = mass
-            mass = self._mass[name] = grown
+            mass = grown
         idx, gates = idx.reshape(-1), gates.reshape(-1)
         kept = idx >= 0  # -1 marks a dropped (over-capacity) token slot
         mass.index_add_(0, idx[kept], gates[kept].to(torch.float64))
+        return mass
+
+    def _finish(self, mass: Tensor | None, layer: nn.Module) -> Tensor:
+        return _padded(mass, int(layer.num_experts))  # (N,) float64 CPU
+
+    def _merge(self, total: Tensor | None, mass: Tensor) -> Tensor:
+        return mass if total is None else _padded(total, mass.numel()) + mass
+
+    def _stats(self, mass: Tensor, layer: nn.Module) -> dict:
+        return usage_stats(mass, list(layer.stage_bounds))
+
+    def _record(self, mass: Tensor, layer: nn.Module, stats: dict) -> dict:
+        return {
+            "mass": mass,
+            "stage_bounds": list(layer.stage_bounds),
+            "num_sub_keys": getattr(layer, "num_sub_keys", None),
+        }
 
     # ----------------------------------------------------------------------- emission
-    def _emit(self, strategy, name, layer, mass, stages, *, experience: bool) -> list:
-        stats = usage_stats(mass, stages)
-
-        def value(metric: str, extra: tuple[str, ...], v, **kwargs) -> MetricValue:
-            full = strategy_metric_name(metric, strategy, experience=experience, extra=extra)
-            return MetricValue(self, full, v, self.trained, **kwargs)
-
+    def _emit(self, value, name: str, layer: nn.Module, mass: Tensor, stats: dict) -> list:
         scalars = [((name,), stats)]
         scalars += [((name, f"stage{s}"), st) for s, st in enumerate(stats["per_stage"])]
         out = []
@@ -208,3 +159,21 @@ class ExpertUsageMetric(TrainingProgress):
             image = TensorImage(usage_rgb(grid))
             out.append(value("ExpertUsageMap", (name,), image, logging_type=LoggingType.IMAGE))
         return out
+
+
+def _last_eval_masses(history: list[dict]) -> dict[str, tuple[int | None, Tensor]]:
+    """{layer: (num_sub_keys, (N,) mass summed over the experiences of the last
+    evaluation)}, from ``history``."""
+    if not history:
+        return {}
+    last = max(r["trained"] for r in history)
+    out: dict[str, tuple[int | None, Tensor]] = {}
+    for r in history:
+        if r["trained"] != last:
+            continue
+        if r["layer"] in out:
+            side, total = out[r["layer"]]
+            out[r["layer"]] = (side, total + r["mass"])  # same eval: the layer did not grow
+        else:
+            out[r["layer"]] = (r["num_sub_keys"], r["mass"])
+    return out

@@ -1,4 +1,4 @@
-"""summarize_matrix against matrices summarised by hand (BRIEF §4 definitions)."""
+"""summarize_matrix against matrices summarised by hand (definitions of docs/design.md §5)."""
 
 import math
 

@@ -1,4 +1,5 @@
-"""Expert usage and KL non-uniformity against hand computations (BRIEF §2)."""
+"""Expert usage and KL non-uniformity against hand computations (docs/design.md §4; Lample
+et al. 2019, He 2024), per growth stage (docs/design.md §2)."""
 
 import math
 
@@ -7,7 +8,8 @@ import pytest
 import torch
 
 from lifelong.layers.product_keys import pair_to_id
-from lifelong.metrics import expert_usage, kl_nonuniformity, pool_grid, stage_slices, usage_grid
+from lifelong.metrics import expert_usage, kl_nonuniformity, pool_grid, usage_grid
+from lifelong.metrics.usage_metric import usage_stats
 
 
 def test_uniform_mass_has_full_usage_and_zero_kl():
@@ -48,13 +50,25 @@ def test_mass_must_be_a_non_negative_vector():
         kl_nonuniformity(torch.tensor([1.0, -1.0]))
 
 
-def test_stage_slices_follow_shell_order():
-    # n = 4, then 5, then 7 sub-keys per side: stage s owns [n_{s-1}², n_s²)
-    assert stage_slices([4, 5, 7]) == [slice(0, 16), slice(16, 25), slice(25, 49)]
-    assert stage_slices([3]) == [slice(0, 9)]
-    assert stage_slices([]) == []
-    with pytest.raises(ValueError, match="non-decreasing"):
-        stage_slices([4, 3])
+def test_each_stage_covers_the_experts_it_added():
+    # n = 4, then 5, then 7 sub-keys per side: stage bounds [16, 25, 49], stage s owns the
+    # ids [n_{s-1}², n_s²) = [0, 16), [16, 25), [25, 49). Mass on both sides of each bound:
+    mass = torch.zeros(49, dtype=torch.float64)
+    mass[[15, 16, 24, 25]] = 1.0
+    stats = usage_stats(mass, [16, 25, 49])
+    # stage 0: 1 of 16 experts, all its mass on one (KL = log 16); stage 1: ids 16 and 24,
+    # 2 of 9, evenly (KL = log 9 + 2 · 1/2 log 1/2 = log 9 - log 2); stage 2: 1 of 24.
+    assert stats["per_stage"] == [
+        {"usage": 1 / 16, "kl": pytest.approx(math.log(16))},
+        {"usage": 2 / 9, "kl": pytest.approx(math.log(9) - math.log(2))},
+        {"usage": 1 / 24, "kl": pytest.approx(math.log(24))},
+    ]
+    # Over all 49: 4 used, evenly: KL = log 49 - log 4.
+    assert stats["usage"] == 4 / 49
+    assert stats["kl"] == pytest.approx(math.log(49) - math.log(4))
+    # A stage that got no mass has zero usage and no KL.
+    only_first = torch.tensor([1.0, 3.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0])
+    assert usage_stats(only_first, [4, 9])["per_stage"][1] == {"usage": 0.0, "kl": None}
 
 
 def test_usage_grid_places_each_expert_at_its_sub_key_pair():

@@ -5,14 +5,13 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from avalanche.benchmarks.scenarios.dataset_scenario import benchmark_from_datasets
-from avalanche.benchmarks.scenarios.task_aware import with_task_labels
 from tiny_runs import (
+    FlatCrossEntropy,
     MemoryLogger,
     Net,
     accuracy_of,
+    byte_lm_benchmark,
     classification_benchmark,
-    lm_dataset,
     make_strategy,
 )
 from torch import nn
@@ -125,27 +124,6 @@ def test_final_periodic_evaluation_fills_the_matrix_without_explicit_eval():
     for exp in bm.train_stream:
         strategy.train(exp, eval_streams=[bm.test_stream])
     assert len(matrix.matrix) == 2 and matrix.initial is not None
-
-
-class FlatCrossEntropy(nn.Module):
-    """(B, T, V) logits, (B, T) targets -> mean token NLL (-100 targets ignored)."""
-
-    def forward(self, logits, targets):
-        return F.cross_entropy(logits.flatten(0, 1), targets.flatten())
-
-
-def byte_lm_benchmark(num_exp: int = 2, n: int = 24, length: int = 12):
-    """Experience e: random bytes from its own band [64e, 64e + 64); the last target of
-    every other sequence is padding (-100)."""
-    g = torch.Generator().manual_seed(1)
-    streams = {"train": [], "test": []}
-    for e in range(num_exp):
-        for stream in streams:
-            seq = torch.randint(64 * e, 64 * e + 64, (n, length + 1), generator=g)
-            targets = seq[:, 1:].clone()
-            targets[::2, -1] = -100
-            streams[stream].append(lm_dataset(seq[:, :-1], targets, e))
-    return with_task_labels(benchmark_from_datasets(**streams))
 
 
 @torch.no_grad()

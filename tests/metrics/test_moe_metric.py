@@ -1,5 +1,6 @@
-"""MoE metrics: the pure functions against hand-computed values, and MoEMetric in a real
-Avalanche run checked against routing recomputed from each MoE layer's captured input."""
+"""MoE metrics (docs/design.md §3): the counts against hand-computed values, and MoEMetric
+in a real Avalanche run checked against routing recomputed from each MoE layer's captured
+input."""
 
 import math
 
@@ -15,28 +16,67 @@ from lifelong.layers.moe import TokenChoiceMoE
 from lifelong.metrics import ExpertUsageMetric
 from lifelong.metrics.moe_metric import (
     MoEMetric,
+    _Tally,
     coefficient_of_variation,
-    dropped_token_pct,
     moe_layers,
     tokens_per_expert,
-    tokens_per_expert_cv,
-    unrouted_token_pct,
 )
 
 DROPPED, CV = "DroppedTokens/eval_phase/test_stream", "TokensPerExpertCV/eval_phase/test_stream"
 
 
-def test_functions_against_hand_computed_values():
-    idx = torch.tensor([[0, -1], [2, -1], [-1, -1], [0, 1]])
-    assert dropped_token_pct(idx) == pytest.approx(50.0)  # 4 of 8 slots
-    assert unrouted_token_pct(idx) == pytest.approx(25.0)  # token 2 of 4
-    assert tokens_per_expert(idx, 4).tolist() == [2, 1, 1, 0]
-    # counts (2, 1, 1, 0): mean 1, population variance (1 + 0 + 0 + 1) / 4 = 0.5
-    assert tokens_per_expert_cv(idx, 4) == pytest.approx(math.sqrt(0.5))
-    assert tokens_per_expert_cv(torch.tensor([[1], [0]]), 2) == 0.0
-    assert tokens_per_expert_cv(torch.full((3, 2), -1), 4) is None  # no token reached any
+def tally_of(*batches: list[list[int]], num_experts: int) -> _Tally:
+    """A tally of forwards whose (M, K) expert ids are the given nested lists."""
+    tally = _Tally()
+    for idx in batches:
+        tally.add(torch.tensor(idx), num_experts)
+    return tally
+
+
+def test_counts_against_hand_computed_values():
+    idx = [[0, -1], [2, -1], [-1, -1], [0, 1]]  # (4 tokens, 2 slots), -1: empty slot
+    assert tokens_per_expert(torch.tensor(idx), 4).tolist() == [2, 1, 1, 0]
+    tally = tally_of(idx, num_experts=4)
+    # token choice: 4 of the 8 slots are -1; counts (2, 1, 1, 0): mean 1, population
+    # variance (1 + 0 + 0 + 1) / 4 = 0.5, CV = √0.5
+    assert tally.stats(per_token=False) == {
+        "dropped_token_pct": pytest.approx(50.0),
+        "tokens_per_expert_cv": pytest.approx(math.sqrt(0.5)),
+    }
+    # expert choice: a dropped token is one no expert picked, token 2 of 4
+    assert tally.stats(per_token=True)["dropped_token_pct"] == pytest.approx(25.0)
     assert coefficient_of_variation(torch.tensor([0, 0, 6])) == pytest.approx(math.sqrt(2))
-    assert dropped_token_pct(torch.zeros(0, 2, dtype=torch.long)) == 0.0
+
+
+def test_edge_cases():
+    even = tally_of([[1], [0]], num_experts=2)
+    assert even.stats(per_token=False) == {"dropped_token_pct": 0.0, "tokens_per_expert_cv": 0.0}
+    lost = tally_of([[-1, -1]] * 3, num_experts=4)  # no token reached any expert
+    nothing_routed = {"dropped_token_pct": 100.0, "tokens_per_expert_cv": None}
+    assert lost.stats(per_token=False) == lost.stats(per_token=True) == nothing_routed
+    empty = _Tally()  # a forward of zero tokens
+    empty.add(torch.zeros(0, 2, dtype=torch.long), 2)
+    no_token = {"dropped_token_pct": 0.0, "tokens_per_expert_cv": None}
+    assert empty.stats(per_token=False) == empty.stats(per_token=True) == no_token
+
+
+def test_tallies_merge_across_a_growth():
+    # Experience 0 with 2 experts, experience 1 after growing to 3: counts add up per
+    # expert id, the new expert's count starting at 0.
+    first = tally_of([[0, 1], [0, -1]], num_experts=2)  # counts (2, 1), 1 of 4 slots -1
+    second = tally_of([[2, -1], [-1, -1]], num_experts=3)  # counts (0, 0, 1), 3 of 4 slots
+    total = _Tally()
+    total.merge(first)
+    total.merge(second)
+    assert total.per_expert.tolist() == [2, 1, 1]
+    # 4 of 8 slots dropped; 1 of 4 tokens unrouted; counts (2, 1, 1): mean 4/3,
+    # variance ((2/3)² + 2 (1/3)²) / 3 = 2/9, CV = (√2 / 3) / (4/3) = √2 / 4
+    assert total.stats(per_token=False) == {
+        "dropped_token_pct": pytest.approx(50.0),
+        "tokens_per_expert_cv": pytest.approx(math.sqrt(2) / 4),
+    }
+    assert total.stats(per_token=True)["dropped_token_pct"] == pytest.approx(25.0)
+    assert first.per_expert.tolist() == [2, 1]  # merging left the parts alone
 
 
 class MoENet(nn.Module):

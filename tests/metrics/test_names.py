@@ -1,4 +1,4 @@
-"""Metric names are built from integer ids with Avalanche's template (BRIEF §5)."""
+"""Metric names are built from integer ids with Avalanche's template (docs/design.md §7)."""
 
 from lifelong.metrics import format_metric_name
 

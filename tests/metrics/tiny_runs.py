@@ -8,6 +8,7 @@ import contextlib
 import types
 
 import torch
+import torch.nn.functional as F
 from avalanche.benchmarks.scenarios.dataset_scenario import benchmark_from_datasets
 from avalanche.benchmarks.scenarios.task_aware import with_task_labels
 from avalanche.benchmarks.utils import AvalancheDataset, DataAttribute
@@ -103,6 +104,27 @@ def lm_dataset(seqs: torch.Tensor, targets: torch.Tensor, task: int) -> Avalanch
     (The classification helper turns targets into scalars, so sequences need this.)"""
     labels = DataAttribute(ConstantSequence(task, len(seqs)), "targets_task_labels", True)
     return AvalancheDataset([TensorDataset(seqs, targets)], data_attributes=[labels])
+
+
+class FlatCrossEntropy(nn.Module):
+    """(B, T, V) logits, (B, T) targets -> mean token NLL (-100 targets ignored)."""
+
+    def forward(self, logits, targets):
+        return F.cross_entropy(logits.flatten(0, 1), targets.flatten())
+
+
+def byte_lm_benchmark(num_exp: int = 2, n: int = 24, length: int = 12):
+    """Experience e: random bytes from its own band [64e, 64e + 64); the last target of
+    every other sequence is padding (-100)."""
+    g = torch.Generator().manual_seed(1)
+    streams = {"train": [], "test": []}
+    for e in range(num_exp):
+        for stream in streams:
+            seq = torch.randint(64 * e, 64 * e + 64, (n, length + 1), generator=g)
+            targets = seq[:, 1:].clone()
+            targets[::2, -1] = -100
+            streams[stream].append(lm_dataset(seq[:, :-1], targets, e))
+    return with_task_labels(benchmark_from_datasets(**streams))
 
 
 def make_strategy(model, metrics, logger, *, epochs=2, mb=32, lr=1e-2, criterion=None, **kwargs):

@@ -1,0 +1,38 @@
+"""The metrics every run collects, as data: adding one is one file plus one entry here.
+
+Each entry is ``(name, factory)``. ``name`` is the key under which a checkpoint stores the
+metric's ``state_dict()``, so it never changes; ``factory(task, model)`` builds the metric
+for a run of ``task`` ("lm" or "classification") on ``model``. Every run metric is an
+Avalanche plugin metric with two more methods the run report calls:
+
+- ``report() -> dict``: its figures for metrics.json (JSON-serialisable);
+- ``save_plots(run_dir: Path) -> None``: its PNG figures, written into ``run_dir``.
+"""
+
+from torch import nn
+
+from .matrix_metric import ExperienceMatrix
+from .moe_metric import MoEMetric
+from .progress import TrainingProgress
+from .usage_metric import ExpertUsageMetric
+
+
+def _matrix(task: str, model: nn.Module) -> ExperienceMatrix:
+    # Language models are measured by perplexity, classifiers by accuracy (docs/design.md §5).
+    return ExperienceMatrix("perplexity" if task == "lm" else "accuracy")
+
+
+def _usage(task: str, model: nn.Module) -> ExpertUsageMetric:
+    return ExpertUsageMetric(model)
+
+
+def _moe(task: str, model: nn.Module) -> MoEMetric:
+    return MoEMetric()  # looks the MoE layers up in strategy.model at each evaluation
+
+
+RUN_METRICS = (("matrix", _matrix), ("usage", _usage), ("moe", _moe))
+
+
+def run_metrics(task: str, model: nn.Module) -> dict[str, TrainingProgress]:
+    """{name: metric} of ``RUN_METRICS``, built in its order for a run of ``task``."""
+    return {name: factory(task, model) for name, factory in RUN_METRICS}
