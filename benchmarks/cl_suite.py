@@ -70,9 +70,10 @@ def method_overrides(stream: str, method: str) -> list[str]:
 def peer_growths(stream: str, quick: bool) -> int:
     """How often the stream's PEER layer grows: its config's growth policy over the task
     labels of its training experiences."""
-    from lifelong.builders import build_stream_from_config
     from lifelong.config import load_config
-    from lifelong.models.growing import experience_task_labels, growths_over
+    from lifelong.data import experience_task_labels
+    from lifelong.experiment import build_stream_from_config
+    from lifelong.models import growths_over
 
     config, _, quick_overrides = STREAMS[stream]
     cfg = load_config(ROOT / "configs" / config, quick_overrides if quick else [])
@@ -81,28 +82,24 @@ def peer_growths(stream: str, quick: bool) -> int:
     return growths_over(cfg.growth.policy, labels)
 
 
+# PKM gets PEER's product keys; only its topk differs (a slot reads one value, PEER two).
+PRODUCT_KEYS = ("num_experts", "heads", "key_dim", "score", "query_batchnorm", "grow_size")
+
+
 def equalize_active_params(cfg, growths: int):
     """Every method on a stream gets the active parameters per token of the stream's PEER
-    layer after its ``growths`` growths (each adds growth.sub_keys sub-keys per side, all
-    scored), so the baselines never have fewer than PEER at any experience.
+    layer after its ``growths`` growths (each adds model.peer.grow_size sub-keys per side,
+    all scored), so the baselines never have fewer than PEER at any experience: the
+    layer's registry ``fit`` sets its width (the dense FFN's units, the MoE experts' width
+    with its own grown router rows counted, PKM's topk)."""
+    from lifelong.experiment import fitted_options
 
-    PKM reads one value of dim weights per slot, PEER two (u_i, v_i): twice the slots per
-    head. The dense FFN and the MoE experts are widened to PEER's count after growth
-    (the MoE's router rows after its own growth included)."""
-    from lifelong.builders import dense_hidden, moe_experts_per_token, moe_hidden
-
-    m, added_sub_keys = cfg.model, growths * cfg.growth.sub_keys
+    m = cfg.model
     if m.ffn == "pkm":
-        m.peer.topk = 2 * m.peer.topk
-    elif m.ffn == "dense":
-        m.dense_hidden = dense_hidden(m, added_sub_keys=added_sub_keys)
-    elif m.ffn in ("moe", "expert_choice"):
-        m.moe.hidden = moe_hidden(
-            m,
-            experts_per_token=moe_experts_per_token(m),
-            added_sub_keys=added_sub_keys,
-            added_experts=growths * cfg.growth.experts if cfg.growth.policy != "never" else 0,
-        )
+        for key in PRODUCT_KEYS:
+            m.pkm[key] = m.peer[key]
+    for key, value in fitted_options(cfg, growths=growths, missing_only=False).items():
+        m[m.ffn][key] = value
 
 
 def cell_config(stream: str, method: str, seed: int, quick: bool, runs_dir: Path):

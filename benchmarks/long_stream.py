@@ -1,4 +1,4 @@
-"""Long streams (issue 5 §5): over 50 experiences with a growth at each one, does the training
+"""Long streams: over 50 experiences with a growth at each one, does the training
 step stay flat, and does memory grow only by the new experts?
 
     OMP_NUM_THREADS=1 python benchmarks/long_stream.py --json benchmarks/results/long_stream.json
@@ -6,7 +6,8 @@ step stay flat, and does memory grow only by the new experts?
     python benchmarks/long_stream.py train.batch_size=16      # any run-config override
 
 Stream, model, optimizer and strategy are built from a run config (default
-configs/permuted_digits_long.yaml) by ``lifelong.builders``, with the plugins a run uses.
+configs/permuted_digits_long.yaml) by ``lifelong.experiment.build_experiment``, with the
+plugins a run uses.
 Evaluation is reduced to the test split of the experience just trained, with no metrics
 and no loggers: ``lifelong run`` evaluates the whole stream after each experience (50×50
 experiences), which is not what is measured here.
@@ -142,57 +143,19 @@ def layer_sizes(model: torch.nn.Module) -> dict:
     )
 
 
-def build(cfg, timer: StepTimer):
-    """(strategy, model, optimizer, spec) wired as ``lifelong.training.run`` wires them."""
-    from avalanche.training.plugins import EvaluationPlugin
-
-    from lifelong.builders import (
-        LMCrossEntropy,
-        build_model,
-        build_regularization,
-        build_strategy,
-        build_stream_from_config,
-        resolve_device,
-    )
-    from lifelong.optim import LazyAdamW
-    from lifelong.training.aux_loss import AuxLossPlugin
-    from lifelong.training.freeze import FreezeSharedPlugin
-    from lifelong.training.run import seed_everything
-
-    seed_everything(cfg.seed)
-    spec = build_stream_from_config(cfg)
-    model = build_model(cfg, spec)
-    t = cfg.train
-    optimizer = LazyAdamW(model.parameters(), lr=t.lr, weight_decay=t.weight_decay)
-    plugins = [
-        timer,  # first, so the other plugins' before_training_iteration work is timed
-        FreezeSharedPlugin(list(cfg.model.freeze_after_first)),
-        AuxLossPlugin(),
-        *build_regularization(cfg),
-    ]
-    with warnings.catch_warnings():  # "no loggers": on purpose, nothing is logged
-        warnings.simplefilter("ignore", UserWarning)
-        evaluator = EvaluationPlugin(loggers=[])
-    strategy = build_strategy(
-        cfg,
-        model=model,
-        optimizer=optimizer,
-        criterion=LMCrossEntropy() if spec.task == "lm" else torch.nn.CrossEntropyLoss(),
-        evaluator=evaluator,
-        device=resolve_device(cfg.device),
-        plugins=plugins,
-    )
-    return strategy, model, optimizer, spec
-
-
 def run_stream(cfg, *, evaluate: bool = True, log=None):
     """Train through the stream: (one record per experience, see the module docstring;
     the model; the optimizer)."""
-    timer = StepTimer()
-    strategy, model, optimizer, spec = build(cfg, timer)
-    test_stream = spec.benchmark.test_stream
+    from lifelong.experiment import build_experiment
+
+    timer = StepTimer()  # first, so the other plugins' before_training_iteration work is timed
+    with warnings.catch_warnings():  # "no loggers": on purpose, nothing is logged
+        warnings.simplefilter("ignore", UserWarning)
+        exp = build_experiment(cfg, metrics=False, first_plugins=[timer])
+    strategy, model, optimizer = exp.strategy, exp.model, exp.optimizer
+    test_stream = exp.spec.benchmark.test_stream
     records = []
-    for experience in spec.benchmark.train_stream:
+    for experience in exp.spec.benchmark.train_stream:
         strategy.train(experience)
         if evaluate:
             strategy.eval([test_stream[experience.current_experience]])

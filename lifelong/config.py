@@ -7,11 +7,12 @@ Every field has a comment; an unknown key, a wrong type or a missing file raises
 """
 
 import difflib
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationError
 
 
@@ -20,51 +21,27 @@ class ConfigError(ValueError):
 
 
 @dataclass
-class PEERConfig:  # product-key sizes, used by model.ffn=peer and model.ffn=pkm
-    num_experts: int = 16**2  # initial experts, a perfect square n²
-    heads: int = 4  # query heads h
-    topk: int = 4  # experts per head k
-    key_dim: int | None = None  # product-key width (even); default: model.dim
-    activation: str = "gelu"  # gelu | relu
-    score: str = "softmax"  # router over each head's k scores: softmax | sigmoid
-    query_batchnorm: bool = True  # BatchNorm on the query (paper default)
-
-
-@dataclass
-class MoEConfig:  # used by model.ffn=moe (token choice) and model.ffn=expert_choice
-    num_experts: int = 8  # initial experts
-    hidden: int | None = None  # expert FFN width; default: equal active params to PEER
-    topk: int = 2  # token choice: experts per token (1 = Switch, 2 = GShard/Mixtral)
-    capacity_factor: float = 1.25  # slots per expert = round(cf · tokens / experts)
-    aux_loss_weight: float = 0.01  # Switch load-balancing loss weight α
-    random_second: bool = False  # GShard: second expert sampled by its gate
-
-
-@dataclass
 class ModelConfig:
     kind: str = "mlp"  # mlp (classification) | transformer (byte LM)
-    ffn: str = "peer"  # the pluggable FFN: peer | pkm | moe | expert_choice | dense
+    # The growing layer: a name in lifelong.layers.LAYERS (peer | pkm | moe | expert_choice |
+    # dense, or one you register); its options are the group model.<name>, e.g. model.peer.
+    ffn: str = "peer"
     dim: int = 64  # model width
-    dense_hidden: int | None = None  # dense FFN width; default: the PEER layer's active params
     head: str = "single"  # mlp: single head | multi (one per task label, task-IL)
     stem: bool = True  # mlp: Linear+ReLU before the FFN; false feeds the input (dim = features)
     n_layers: int = 4  # transformer blocks
     n_heads: int = 4  # attention heads
     expert_blocks: list[int] | None = None  # transformer blocks with the expert FFN; default middle
-    peer: PEERConfig = field(default_factory=PEERConfig)
-    moe: MoEConfig = field(default_factory=MoEConfig)
     # Shared parameters frozen from the second experience on: name prefixes (e.g. ["stem"]),
-    # or ["shared"] for every parameter that growth does not manage (experts, sub-keys,
-    # query networks and per-task heads are managed by growth).
+    # or ["shared"] for every parameter that growth does not own (growing layers, their
+    # query networks and per-task heads are owned by growth).
     freeze_after_first: list[str] = field(default_factory=list)
+    # + one group per registered layer, model.<name>: its options (lifelong.layers.LAYERS)
 
 
 @dataclass
-class GrowthConfig:
+class GrowthConfig:  # how much each growth adds is the layer's: model.<ffn>.grow_size
     policy: str = "every_experience"  # every_experience | new_task_label | never
-    sub_keys: int = 8  # peer/pkm: sub-keys added per side at each growth (2·n·m + m² experts)
-    experts: int = 4  # moe/expert_choice: experts added at each growth
-    units: int | None = None  # dense: hidden units added at each growth; default: its initial width
     init: str = "random"  # new experts: random | upcycle (copies of the most-used)
     routing: str = "task_aware"  # task_aware (stage of the sample's task) | task_agnostic
     freeze_query: bool = True  # freeze query networks (and BatchNorm stats) after experience 0
@@ -143,7 +120,12 @@ def _example(key: str, schema) -> str:
     if isinstance(default, bool):
         return f"pass true or false, e.g. {key}={str(default).lower()}"
     if default is None:  # an optional field: its type is in its comment
-        return "see the key's type and comment in lifelong/config.py"
+        home = (
+            "layers/registry.py"
+            if key.split(".")[1:2] in [[n] for n in _layer_names()]
+            else "config.py"
+        )
+        return f"see the key's type and comment in lifelong/{home}"
     return f"pass e.g. {key}={default}"
 
 
@@ -180,21 +162,45 @@ def _load_yaml_chain(path: Path, seen=()) -> list:
     return [*chain, node]
 
 
+def schema() -> DictConfig:
+    """``RunConfig`` with one group ``model.<name>`` per registered layer, typed by the
+    layer's options dataclass."""
+    from .layers import LAYERS
+
+    cfg = OmegaConf.structured(RunConfig)
+    with open_dict(cfg.model):
+        for name, entry in LAYERS.items():
+            cfg.model[name] = OmegaConf.structured(entry.options)
+    return cfg
+
+
+def keys_named(message: str, prefix: str, keys) -> str:
+    """``message`` with every ``key=`` of ``keys`` written as the config key ``prefix+key=``,
+    so that an error raised by a layer or builder names what to change in a config."""
+    for key in sorted(keys, key=len, reverse=True):
+        message = re.sub(rf"(?<![\w.]){re.escape(key)}=", f"{prefix}{key}=", message)
+    return message
+
+
 def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> DictConfig:
     """The schema, merged with the YAML at ``path`` (if any), then with ``key=value`` overrides."""
-    schema = OmegaConf.structured(RunConfig)
-    layers = [schema]
+    schema_cfg = schema()
+    layers = [schema_cfg]
     if path is not None:
         layers.extend(_load_yaml_chain(Path(path)))
     bad = [o for o in overrides if "=" not in o]
     if bad:
         raise ConfigError(f"override '{bad[0]}' is not key=value (e.g. train.epochs=2)")
-    cfg = _merge(layers, schema)
+    cfg = _merge(layers, schema_cfg)
     for override in overrides:  # one at a time, so an error can name the override's key
-        cfg = _merge([cfg, [override]], schema, key=override.split("=", 1)[0])
+        cfg = _merge([cfg, [override]], schema_cfg, key=override.split("=", 1)[0])
     if "kind" not in cfg.stream:
         raise ConfigError("stream.kind is missing; set it, e.g. stream.kind=split_digits")
-    _check_product_keys(cfg.model.peer)
+    if cfg.model.ffn not in cfg.model or not isinstance(cfg.model[cfg.model.ffn], DictConfig):
+        raise ConfigError(
+            f"model.ffn={cfg.model.ffn!r} is not a registered layer{_closest_name(cfg)}; "
+            f"choose one of {', '.join(_layer_names())} or register yours (docs/extending.md)"
+        )
     return cfg
 
 
@@ -208,13 +214,12 @@ def _merge(layers: list, schema, key: str = "") -> DictConfig:
         raise ConfigError(_explain(err, schema, key)) from None
 
 
-def _check_product_keys(peer) -> None:
-    """model.peer sizes the PEER/PKM layers and, at equal active parameters, the dense and
-    MoE baselines, so impossible sizes are refused here, before data or a model is built.
-    The layer's own check is used (it imports torch, which the run needs anyway)."""
-    from .layers.peer import check_product_keys
+def _layer_names() -> list[str]:
+    from .layers import LAYERS
 
-    try:
-        check_product_keys(num_experts=peer.num_experts, topk=peer.topk, prefix="model.peer.")
-    except ValueError as err:
-        raise ConfigError(str(err)) from None
+    return list(LAYERS)
+
+
+def _closest_name(cfg) -> str:
+    match = difflib.get_close_matches(str(cfg.model.ffn), _layer_names(), n=1)
+    return f" (did you mean {match[0]}?)" if match else ""

@@ -61,7 +61,7 @@ CANDIDATES = {
     ),
     "PEER+replay, no stem, query trained, 4 sub-keys": (
         "PEER + growth + replay",
-        [*NO_STEM, *TRAINED, "growth.sub_keys=4"],
+        [*NO_STEM, *TRAINED, "model.peer.grow_size=4"],
     ),
     "PEER+replay, no stem, query trained, lr 1e-3": (
         "PEER + growth + replay",

@@ -36,8 +36,7 @@ def tensors_config(tmp: Path, train=None, test=None) -> str:
     path = tmp / "tensors.yaml"
     path.write_text(
         f"stream: {{kind: tensors, train: '{tmp / 'train.pt'}', test: '{tmp / 'test.pt'}'}}\n"
-        "model: {kind: mlp, dim: 16, peer: {num_experts: 16, heads: 2, topk: 2}}\n"
-        "growth: {sub_keys: 1}\n"
+        "model: {kind: mlp, dim: 16, peer: {num_experts: 16, heads: 2, topk: 2, grow_size: 1}}\n"
         "train: {epochs: 1, batch_size: 8, eval_initial: false}\n"
     )
     return str(path)
@@ -115,7 +114,7 @@ CASES = [
     Case(
         "wrong type of a stream option",
         lambda tmp: [TEXT, "stream.seq_len=abc"],
-        ("seq_len must be a positive integer, got 'abc'", "pass e.g. seq_len="),
+        ("seq_len='abc' must be a positive integer (>= 1)",),
     ),
     Case(
         "missing config file",

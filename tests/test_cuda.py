@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from lifelong.builders import resolve_device
+from lifelong.experiment import resolve_device
 from lifelong.layers import PEER
 from lifelong.optim import LazyAdamW
 

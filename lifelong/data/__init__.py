@@ -12,6 +12,7 @@ from types import MappingProxyType
 from .classic import avalanche_classic
 from .digits import permuted_digits, split_digits
 from .errors import DataError
+from .experiences import experience_task_labels
 from .spec import StreamSpec
 from .text import text_domains, text_files
 from .user import datasets, tensors
@@ -59,4 +60,11 @@ def build_stream(kind: str, **options) -> StreamSpec:
     return STREAMS[kind](**options)
 
 
-__all__ = ["STREAMS", "DataError", "StreamSpec", "build_stream", "from_benchmark"]
+__all__ = [
+    "STREAMS",
+    "DataError",
+    "StreamSpec",
+    "build_stream",
+    "experience_task_labels",
+    "from_benchmark",
+]

@@ -12,6 +12,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+BYTE_VOCAB = 256  # a byte-level language model predicts one of 256 byte values
+
 # At most this many blocks per domain: enough to spread the held-out bytes over all files.
 MAX_BLOCKS = 64
 # Each block's test region holds at least this many windows' worth of bytes (fewer blocks

@@ -1,33 +1,15 @@
-"""Validation of builder options, each failure a DataError naming the option and the fix."""
+"""The shared argument checks (``lifelong.checks``), raising ``DataError`` for stream options,
+and the one check that only streams need."""
 
-from collections.abc import Sequence
+from functools import partial
 
+from .. import checks
 from .errors import DataError
 
-
-def positive_int(name: str, value) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise DataError(f"{name} must be a positive integer, got {value!r}; pass e.g. {name}=8")
-    return value
-
-
-def seed_int(value) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise DataError(f"seed must be a non-negative integer, got {value!r}; pass e.g. seed=0")
-    return value
-
-
-def fraction(name: str, value) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < 1:
-        raise DataError(f"{name} must be a number strictly between 0 and 1, got {value!r}")
-    return float(value)
-
-
-def one_of(name: str, value, choices: Sequence[str]) -> str:
-    if value not in choices:
-        valid = ", ".join(repr(c) for c in choices)
-        raise DataError(f"{name}={value!r} is not supported; choose one of {valid}")
-    return value
+positive_int = partial(checks.positive_int, error=DataError)
+non_negative_int = partial(checks.non_negative_int, error=DataError)
+fraction = partial(checks.fraction, error=DataError)
+one_of = partial(checks.one_of, error=DataError)
 
 
 def task_label_list(task_labels, n_experiences: int, scenario: str) -> list[int]:

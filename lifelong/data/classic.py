@@ -19,7 +19,7 @@ from avalanche.benchmarks.datasets import default_dataset_location
 from torchvision.datasets import CIFAR100
 from torchvision.datasets.utils import check_integrity, extract_archive
 
-from .checks import one_of, positive_int, seed_int
+from .checks import non_negative_int, one_of, positive_int
 from .errors import DataError
 from .spec import StreamSpec
 from .wrap import from_benchmark
@@ -115,7 +115,7 @@ def avalanche_classic(
         _check_present(name, root)
     try:
         benchmark = builder(
-            n, return_task_id=return_task_id, seed=seed_int(seed), dataset_root=root
+            n, return_task_id=return_task_id, seed=non_negative_int("seed", seed), dataset_root=root
         )
     except (OSError, RuntimeError) as e:  # torchvision's download errors (URLError is an OSError)
         raise DataError(

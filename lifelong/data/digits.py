@@ -10,7 +10,7 @@ import torch
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 
-from .checks import fraction, one_of, positive_int, seed_int
+from .checks import fraction, non_negative_int, one_of, positive_int
 from .errors import DataError
 from .experiences import class_range_name, classification_dataset, make_benchmark
 from .spec import StreamSpec
@@ -50,7 +50,9 @@ def split_digits(
             f"split_digits cannot split 10 classes into n_experiences={n_experiences} equal "
             "groups; choose 1, 2, 5 or 10"
         )
-    x_tr, y_tr, x_te, y_te = digits_split(fraction("test_fraction", test_fraction), seed_int(seed))
+    x_tr, y_tr, x_te, y_te = digits_split(
+        fraction("test_fraction", test_fraction), non_negative_int("seed", seed)
+    )
     per = NUM_CLASSES // n_experiences
     train, test, names = [], [], []
     for e in range(n_experiences):
@@ -84,7 +86,9 @@ def permuted_digits(
     i.e. task-IL (the task is known at test time).
     """
     positive_int("n_experiences", n_experiences)
-    x_tr, y_tr, x_te, y_te = digits_split(fraction("test_fraction", test_fraction), seed_int(seed))
+    x_tr, y_tr, x_te, y_te = digits_split(
+        fraction("test_fraction", test_fraction), non_negative_int("seed", seed)
+    )
     rng = np.random.default_rng(seed)
     train, test, names = [], [], []
     for e in range(n_experiences):

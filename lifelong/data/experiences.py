@@ -56,3 +56,12 @@ def class_range_name(prefix: str, classes) -> str:
     if len(c) > 1 and c == list(range(c[0], c[-1] + 1)):
         return f"{prefix} {c[0]}-{c[-1]}"
     return f"{prefix} " + ", ".join(str(k) for k in c)
+
+
+def experience_task_labels(experience) -> list[int]:
+    """The task labels of an experience, also for benchmarks without a task timeline."""
+    labels = getattr(experience, "task_labels", None)
+    if labels is None:
+        per_sample = getattr(experience.dataset, "targets_task_labels", None)
+        labels = sorted({int(t) for t in per_sample}) if per_sample is not None else [0]
+    return [int(t) for t in labels]

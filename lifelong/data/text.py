@@ -13,14 +13,13 @@ from pathlib import Path
 
 import torch
 
-from .byte_windows import domain_rng, sample_starts, split_regions
-from .checks import fraction, positive_int, seed_int
+from .byte_windows import BYTE_VOCAB, domain_rng, sample_starts, split_regions
+from .checks import fraction, non_negative_int, positive_int
 from .errors import DataError
 from .experiences import lm_dataset, make_benchmark
 from .spec import StreamSpec
 from .text_sources import DEFAULT_DOMAINS, files_bytes, walk_files
 
-BYTE_VOCAB = 256
 DEFAULT_MAX_BYTES = 2_000_000  # per domain: reading stays well under a second
 
 
@@ -70,7 +69,7 @@ def _check_lm_options(seq_len, train_sequences, test_sequences, seed, test_fract
     positive_int("train_sequences", train_sequences)
     positive_int("test_sequences", test_sequences)
     positive_int("max_bytes", max_bytes)
-    seed_int(seed)
+    non_negative_int("seed", seed)
     fraction("test_fraction", test_fraction)
 
 

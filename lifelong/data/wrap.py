@@ -4,12 +4,11 @@ import torch
 from avalanche.benchmarks.scenarios.supervised import with_classes_timeline
 from avalanche.benchmarks.scenarios.task_aware import with_task_labels
 
+from .byte_windows import BYTE_VOCAB
 from .checks import one_of
 from .errors import DataError
 from .experiences import class_range_name
 from .spec import StreamSpec
-
-BYTE_VOCAB = 256
 
 
 def _attribute(experience, name: str):

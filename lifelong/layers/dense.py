@@ -5,7 +5,7 @@ A hidden unit ``σ(w1_i·x)·w2_i`` (row i of W1, column i of W2) is PEER's sing
 ``σ(u_i·x)·v_i`` retrieved by every token with gate 1. ``DenseFFN`` treats its units as
 experts, so it grows, restricts and reports usage the way PEER and the MoEs do:
 
-- Growth (BRIEF §2 "Lifelong learning", Net2Net-style width growth): ``grow(m)`` appends
+- Growth (docs/design.md §2, Net2Net-style width growth): ``grow(m)`` appends
   m units (m rows of W1, m columns of W2) as a new stage and freezes every existing unit
   with ``requires_grad=False``, as ``PEER.grow`` and ``StagedMoE.grow`` do; each stage is
   its own Parameters, so frozen units hold no gradient and no optimizer state. Stage 0 is
@@ -13,52 +13,55 @@ experts, so it grows, restricts and reports usage the way PEER and the MoEs do:
   ``fc2.weight``) and outputs of ``MLP``; stage s >= 1 is ``fc1_grown[s-1]`` and
   ``fc2_grown[s-1]``.
 - Stage restriction (as PEER's task-aware retrieval, which searches the experts of
-  stages <= s, BRIEF §2 "Lifelong learning"): ``stage=s`` uses the units of stages 0..s.
+  stages <= s): ``stage=s`` uses the units of stages 0..s.
   The stages are summed chunk by chunk in stage order, the same operations as when stage
   s was the newest, so its outputs stay bit-identical after later growth.
-- Usage (BRIEF §2 "Expert usage metrics"): the gate of unit i is its activation
+- Usage (docs/design.md §4): the gate of unit i is its activation
   magnitude, ``g_i(x) = |σ(w1_i·x)|``: every unit is "retrieved", and ``z'_i = Σ_x g_i(x)``
   separates dead or rarely active units from busy ones (usage = the fraction of units
   active on some token). The routing hook reports it; ``router_mass`` accumulates it
   over training forwards and ranks units for upcycling.
 """
 
-from collections import OrderedDict
-from collections.abc import Callable
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.utils.hooks import RemovableHandle
 
-from .moe_common import ACTIVATIONS, check_stage, choice, positive_int, stage_rows
-from .upcycle import check_noise, growth_usage, noisy_copy, upcycle_sources
+from ..checks import non_negative_number, one_of, positive_int
+from .activations import get_activation
+from .staged import StagedLayer
+from .upcycle import growth_usage, noisy_copy, upcycle_sources
 
 UNIT_INITS = ("random", "upcycle")
 
 
 class MLP(nn.Module):
     """``W2 σ(W1 x)``: (..., dim) -> (..., dim), no biases. ``stage`` is accepted and
-    ignored, so it plugs in wherever an expert layer does; it is not an expert layer (no
+    ignored, so it plugs in wherever an expert layer does; it is not a growing layer (no
     growth, no routing hook), so usage metrics and growth leave it alone."""
 
     def __init__(self, dim: int, *, hidden: int, activation: str = "gelu"):
         super().__init__()
-        if activation not in ACTIVATIONS:
-            raise ValueError(f"activation={activation!r} is not supported; choose 'gelu' or 'relu'")
+        self._activation = get_activation(activation).forward
+        self.activation = activation
         self.fc1 = nn.Linear(dim, hidden, bias=False)
         self.fc2 = nn.Linear(hidden, dim, bias=False)
-        self.activation = ACTIVATIONS[activation]  # the function: MoE upcycling checks it
-        self.activation_name = activation
 
     def forward(self, x: Tensor, stage=None) -> Tensor:
-        return self.fc2(self.activation(self.fc1(x)))
+        return self.fc2(self._activation(self.fc1(x)))
 
 
-class DenseFFN(MLP):
+def dense_hidden_for(active: int, *, dim: int) -> int:
+    """Units giving a ``DenseFFN`` ``active`` parameters per token (2·dim per unit)."""
+    return max(1, round(active / (2 * dim)))
+
+
+class DenseFFN(StagedLayer):
     """The dense baseline, (..., dim) -> (..., dim), with growth, stage-restricted forward,
     routing hooks and usage. With ``hidden = heads·topk`` it has the active parameters per
     token of a PEER layer (2·dim per retrieved expert); growth adds 2·dim per unit.
+    Until it grows, its parameters (``fc1.weight``, ``fc2.weight``) and outputs are those
+    of ``MLP``.
 
     Args:
         dim: model width.
@@ -67,37 +70,15 @@ class DenseFFN(MLP):
     """
 
     def __init__(self, dim: int, *, hidden: int, activation: str = "gelu"):
-        super().__init__(dim, hidden=hidden, activation=activation)
-        self.dim = positive_int("dim", dim)
+        super().__init__(dim)
         positive_int("hidden", hidden)
+        self._activation = get_activation(activation).forward
+        self.activation = activation
+        self.fc1 = nn.Linear(dim, hidden, bias=False)
+        self.fc2 = nn.Linear(hidden, dim, bias=False)
         self.fc1_grown = nn.ParameterList()  # stage s >= 1 at [s-1]: (m_s, dim), rows of W1
         self.fc2_grown = nn.ParameterList()  # stage s >= 1 at [s-1]: (dim, m_s), cols of W2
-        # z'_i = Σ_x |σ(w1_i·x)| over training tokens: ranks units for upcycling. Saved
-        # with the model, as PEER's and the MoEs', so a resumed run upcycles the same units.
-        self.register_buffer("router_mass", torch.zeros(hidden))
-        self._routing_hooks: OrderedDict[int, Callable] = OrderedDict()
-
-    # ----------------------------------------------------------------------------- sizes
-    @property
-    def num_stages(self) -> int:
-        return 1 + len(self.fc1_grown)
-
-    @property
-    def stage_bounds(self) -> list[int]:
-        """Units that exist after each stage, e.g. [32, 40, 48]: stage s owns the units
-        [bounds[s-1], bounds[s])."""
-        out = [self.fc1.weight.shape[0]]
-        for chunk in self.fc1_grown:
-            out.append(out[-1] + chunk.shape[0])
-        return out
-
-    @property
-    def num_experts(self) -> int:
-        """Hidden units (the metrics' expert count: one unit is one singleton expert)."""
-        return self.stage_bounds[-1]
-
-    def experts_at_stage(self, stage: int) -> int:
-        return self.stage_bounds[check_stage(stage, self.num_stages)]
+        self._open_stage(hidden)
 
     def active_params_per_token(self) -> int:
         """Every unit of the newest stage, 2·dim weights each (a token of an older task
@@ -108,18 +89,18 @@ class DenseFFN(MLP):
     @torch.no_grad()
     def grow(
         self,
-        num_units: int,
+        size: int | None = None,
         *,
         init: str = "random",
         usage: Tensor | None = None,
         noise: float = 0.01,
     ) -> int:
-        """Append ``num_units`` hidden units as a new stage and freeze every existing one
+        """Append ``size`` hidden units as a new stage and freeze every existing one
         (``requires_grad=False``, gradient cleared): no optimizer moves them again, weight
         decay and momentum included.
 
         Args:
-            num_units: m >= 1 units to add.
+            size: m >= 1 units to add; None adds as many as stage 0 has.
             init: "random" (the distribution of stage 0: nn.Linear's U(±1/√fan_in) at the
                 initial width) or "upcycle": copies of the most-used existing units (by
                 ``usage``, cycled when m exceeds the used ones), both their W1 row and W2
@@ -134,9 +115,9 @@ class DenseFFN(MLP):
         Returns:
             The new stage index.
         """
-        m = positive_int("num_units", num_units)
-        choice("init", init, UNIT_INITS)
-        noise = check_noise(noise)
+        m = self._bounds[0] if size is None else positive_int("size", size)
+        one_of("init", init, UNIT_INITS)
+        noise = non_negative_number("noise", noise)
         usage = growth_usage(usage, router_mass=self.router_mass, what="unit")
         ref = self.fc1.weight
         kw = {"device": ref.device, "dtype": ref.dtype}
@@ -151,12 +132,10 @@ class DenseFFN(MLP):
         else:
             w1.uniform_(-(self.dim**-0.5), self.dim**-0.5)
             w2.uniform_(-(self.fc2.in_features**-0.5), self.fc2.in_features**-0.5)
-        for param in self.parameters():
-            param.requires_grad_(False)
-            param.grad = None
+        self._freeze_stages()
         self.fc1_grown.append(nn.Parameter(w1))
         self.fc2_grown.append(nn.Parameter(w2))
-        self.router_mass = torch.cat([self.router_mass.to(ref.device), w1.new_zeros(m).float()])
+        self._open_stage(m)
         return self.num_stages - 1
 
     # ---------------------------------------------------------------------------- forward
@@ -164,10 +143,8 @@ class DenseFFN(MLP):
         """(..., dim) -> (..., dim). ``stage``: None (every unit), an int s (the units of
         stages 0..s), or an integer tensor of per-sample stages over the leading dims of x
         (each distinct stage runs on its own rows, as an int stage would)."""
-        if x.dim() < 1 or x.shape[-1] != self.dim:
-            raise ValueError(f"x has shape {tuple(x.shape)}; expected (..., {self.dim})")
-        lead = tuple(x.shape[:-1])
-        rows = stage_rows(stage, lead, self.num_stages)
+        lead = self._check_input(x)
+        rows = self.stage_rows(stage, lead)
         if not isinstance(rows, Tensor):
             y, hs = self._stage_forward(x, self.num_stages - 1 if rows is None else rows)
             if self._routing_hooks:
@@ -180,10 +157,10 @@ class DenseFFN(MLP):
     def _stage_forward(self, x: Tensor, stage: int) -> tuple[Tensor, list[Tensor]]:
         """(..., d) -> output (..., d) and, per stage 0..stage, the activations σ(W1_c x)
         (..., m_c) of its units. Stage 0 is the plain ``fc2(σ(fc1(x)))`` of ``MLP``."""
-        h = self.activation(self.fc1(x))  # (..., H_0)
+        h = self._activation(self.fc1(x))  # (..., H_0)
         y, hs = self.fc2(h), [h]
         for w1, w2 in zip(self.fc1_grown[:stage], self.fc2_grown[:stage], strict=True):
-            h = self.activation(F.linear(x, w1))  # (..., m_c)
+            h = self._activation(F.linear(x, w1))  # (..., m_c)
             y = y + F.linear(h, w2)  # in stage order: every older stage's sums unchanged
             hs.append(h)
         if self.training:
@@ -219,20 +196,8 @@ class DenseFFN(MLP):
         assert y.shape == x.shape
         return y
 
-    def _report(self, ids: Tensor, gates: Tensor):
-        for hook in self._routing_hooks.values():
-            hook(self, ids, gates.detach())
-
-    def register_routing_hook(self, hook: Callable[[nn.Module, Tensor, Tensor], None]):
-        """Call ``hook(layer, idx, gates)`` after each forward: (M, H) unit ids (-1 where a
-        token's stage lacks the unit) and gates ``|σ(w1_i·x)|`` (0 there), detached, with
-        H the units of the newest stage in the batch. Returns a ``RemovableHandle``."""
-        handle = RemovableHandle(self._routing_hooks)
-        self._routing_hooks[handle.id] = hook
-        return handle
-
     def extra_repr(self) -> str:
         return (
             f"dim={self.dim}, units={self.num_experts}, stages={self.stage_bounds}, "
-            f"activation={self.activation_name}"
+            f"activation={self.activation}"
         )

@@ -8,13 +8,14 @@ construction and there is no auxiliary loss; a token may be picked by several ex
 by none (it then passes on through the residual connection, like a dropped token).
 
 Not causal: the choice depends on every token of the batch, later positions included, so
-this layer cannot decode token by token (BRIEF §3); it suits encoders and classification.
+this layer cannot decode token by token (docs/design.md §3); it suits encoders and classification.
 """
 
 import torch
 from torch import Tensor
 
-from .moe_common import StagedMoE, capacity, positive_float
+from ..checks import positive_number
+from .moe_common import StagedMoE, capacity
 
 
 class ExpertChoiceMoE(StagedMoE):
@@ -45,7 +46,7 @@ class ExpertChoiceMoE(StagedMoE):
         capacity_factor: float = 2.0,
         activation: str = "gelu",
     ):
-        capacity_factor = positive_float("capacity_factor", capacity_factor)
+        capacity_factor = positive_number("capacity_factor", capacity_factor)
         super().__init__(dim, num_experts=num_experts, hidden=hidden, activation=activation)
         self.capacity_factor = capacity_factor
 

@@ -21,30 +21,17 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
+from .activations import Activation
 from .sparse_rows import RowGroups, row_dots
-
-
-def _relu_backward(grad: Tensor, pre: Tensor) -> Tensor:
-    return torch.ops.aten.threshold_backward(grad, pre, 0)
-
-
-def _gelu_backward(grad: Tensor, pre: Tensor) -> Tensor:
-    return torch.ops.aten.gelu_backward(grad, pre)
-
-
-# name -> (activation, its backward given the pre-activation); the same kernels autograd uses.
-ACTIVATIONS = {
-    "relu": (F.relu, _relu_backward),
-    "gelu": (F.gelu, _gelu_backward),
-}
 
 
 class _ExpertMix(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, idx, weights, down, up, spans, activation, sparse_grad, *chunks):
-        act, _ = ACTIVATIONS[activation]
         pre = row_dots(down, idx, x)  # (M, K)
-        y = F.embedding_bag(idx, up, per_sample_weights=weights * act(pre), mode="sum")
+        y = F.embedding_bag(
+            idx, up, per_sample_weights=weights * activation.forward(pre), mode="sum"
+        )
         ctx.save_for_backward(x, idx, weights, pre)
         ctx.tables = (down, up)
         ctx.spans, ctx.activation, ctx.sparse_grad = spans, activation, sparse_grad
@@ -55,13 +42,12 @@ class _ExpertMix(torch.autograd.Function):
     def backward(ctx, grad_y):
         x, idx, weights, pre = ctx.saved_tensors
         down, up = ctx.tables
-        act, act_backward = ACTIVATIONS[ctx.activation]
         needs = ctx.needs_input_grad
         grad_y = grad_y.contiguous()
-        a = act(pre)
+        a = ctx.activation.forward(pre)
         grad_aw = row_dots(up, idx, grad_y)  # (M, K): d y / d (w * a)
         grad_w = grad_aw * a if needs[2] else None
-        grad_pre = act_backward(grad_aw * weights, pre)  # (M, K)
+        grad_pre = ctx.activation.backward(grad_aw * weights, pre)  # (M, K)
         grad_x = None
         if needs[0]:
             grad_x = F.embedding_bag(idx, down, per_sample_weights=grad_pre, mode="sum")
@@ -96,7 +82,7 @@ def expert_mix(
     down_chunks: list[Tensor],
     up_chunks: list[Tensor],
     spans: list[tuple[int, int]],
-    activation: str,
+    activation: Activation,
     sparse_grad: bool,
 ) -> Tensor:
     """``y[m] = Σ_j weights[m, j] · act(down[idx[m, j]] · x[m]) · up[idx[m, j]]``.
@@ -104,6 +90,7 @@ def expert_mix(
     Args:
         x: (M, d) tokens. idx: (M, K) expert ids. weights: (M, K) router weights.
         down, up: (N, d) tables read by the computation.
+        activation: σ with its backward (``activations.ACTIVATIONS``).
         down_chunks, up_chunks: the tensors that receive the gradients of table rows
             ``spans[c] = (lo, hi)``; each holds the values of those rows. Chunks that need no
             gradient (frozen stages) may be left out.

@@ -1,7 +1,7 @@
 """Token-choice MoE: Switch (top-1) and GShard/Mixtral (top-2), with capacity and growth.
 
 A softmax router scores the N experts for every token and sends it to its top-k
-(BRIEF §3). Each expert has ``C = round(capacity_factor · T / N)`` slots for the T tokens
+(docs/design.md §3). Each expert has ``C = round(capacity_factor · T / N)`` slots for the T tokens
 of a batch; the k·T assignments fill them first choices first, each in token order, and
 an assignment past an expert's C-th slot is *dropped*: it contributes nothing, and the
 token passes on through the residual connection outside the layer. Note that GShard and
@@ -16,7 +16,8 @@ perfectly balanced router and N·α when one expert takes everything.
 import torch
 from torch import Tensor
 
-from .moe_common import StagedMoE, capacity, positive_float, positive_int
+from ..checks import non_negative_number, positive_int, positive_number
+from .moe_common import StagedMoE, capacity
 
 
 def capacity_mask(top: Tensor, slots: int, experts: int) -> Tensor:
@@ -52,14 +53,14 @@ class TokenChoiceMoE(StagedMoE):
             up, at least 1), N the experts the batch may use; it applies in training and
             evaluation alike. None: no capacity, no token is ever dropped.
         aux_loss_weight: α >= 0 of the Switch load-balancing loss.
-        random_second: GShard's random routing (BRIEF §3): in training the second expert
+        random_second: GShard's random routing (Lepikhin et al. 2020): in training the second expert
             is drawn at random in proportion to its router probability among the experts
             other than the first (torch's global RNG, so ``torch.manual_seed`` fixes it);
             in evaluation it is the second best. Needs topk=2.
         activation: expert non-linearity, "gelu" or "relu".
 
     After a forward ``self.aux_loss`` holds the balancing loss (a 0-dim tensor with grad)
-    that the training loop adds to its loss; ``forward_with_aux`` returns it directly.
+    that the training loop adds to its loss.
     """
 
     routing = "token_choice"
@@ -83,13 +84,8 @@ class TokenChoiceMoE(StagedMoE):
                 f"topk={topk} exceeds num_experts={num_experts}; choose 1 <= topk <= {num_experts}"
             )
         if capacity_factor is not None:
-            capacity_factor = positive_float("capacity_factor", capacity_factor)
-        if (
-            isinstance(aux_loss_weight, bool)
-            or not isinstance(aux_loss_weight, int | float)
-            or aux_loss_weight < 0
-        ):
-            raise ValueError(f"aux_loss_weight={aux_loss_weight!r} must be a number >= 0")
+            capacity_factor = positive_number("capacity_factor", capacity_factor)
+        aux_loss_weight = non_negative_number("aux_loss_weight", aux_loss_weight)
         if random_second and topk != 2:
             raise ValueError(f"random_second=True needs topk=2 (got topk={topk})")
         super().__init__(dim, num_experts=num_experts, hidden=hidden, activation=activation)

@@ -3,10 +3,10 @@ restriction, routing hooks and the grouped expert computation.
 
 A layer holds N experts ``e_i(x) = W2_i σ(W1_i x)`` (no biases, the layout of
 ``DenseFFN``) and a linear router with one row r_i per expert; the router scores are
-``softmax(x·r_i)`` over the experts (BRIEF §3). Subclasses decide which (token, expert)
+``softmax(x·r_i)`` over the experts (docs/design.md §3). Subclasses decide which (token, expert)
 pairs run and with which combine weight (``_dispatch``); this module runs them.
 
-Growth (as PEER's, BRIEF §2 "Lifelong learning"): ``grow(m)`` appends m experts *and* m
+Growth (as PEER's, docs/design.md §2): ``grow(m)`` appends m experts *and* m
 router rows as a new stage and freezes every existing expert and router row. Each stage's
 weights are separate Parameters (``w1``, ``w2``, ``router`` are ParameterLists of stage
 chunks), so frozen stages hold no gradient and no optimizer state. The router weight is
@@ -20,37 +20,18 @@ or top-k.
 """
 
 import math
-from collections import OrderedDict
-from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.utils.hooks import RemovableHandle
 
-from .upcycle import check_noise, growth_usage, noisy_copy, upcycle_sources
+from ..checks import non_negative_number, one_of, positive_int
+from .activations import get_activation
+from .staged import StagedLayer
+from .upcycle import growth_usage, noisy_copy, upcycle_sources
 
-ACTIVATIONS = {"gelu": F.gelu, "relu": F.relu}
 EXPERT_INITS = ("random", "upcycle", "dense")
 ROUTER_STD = 0.02  # router init N(0, 0.02), as in sparse upcycling (Komatsuzaki et al. 2022)
-
-
-def choice(name: str, value, valid) -> str:
-    if value not in valid:
-        raise ValueError(f"{name}={value!r} is not supported; choose one of {sorted(valid)}")
-    return value
-
-
-def positive_int(name: str, value) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"{name}={value!r} must be a positive integer (>= 1)")
-    return value
-
-
-def positive_float(name: str, value) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
-        raise ValueError(f"{name}={value!r} must be a positive number (> 0)")
-    return float(value)
 
 
 def capacity(factor: float, tokens: int, experts: int) -> int:
@@ -59,38 +40,14 @@ def capacity(factor: float, tokens: int, experts: int) -> int:
     return min(tokens, max(1, math.floor(factor * tokens / experts + 0.5)))
 
 
-def stage_rows(stage, lead: tuple[int, ...], num_stages: int) -> int | Tensor | None:
-    """Normalise ``stage`` to None, an int, or an (M,) tensor of per-row stages; the
-    semantics and messages of ``PEER._stage_rows``."""
-    if stage is None:
-        return None
-    if not isinstance(stage, Tensor):
-        return check_stage(stage, num_stages)
-    if stage.dtype == torch.bool or stage.is_floating_point() or stage.is_complex():
-        raise ValueError(f"stage must be an integer tensor, got dtype {stage.dtype}")
-    if tuple(stage.shape) != tuple(lead[: stage.dim()]):
-        raise ValueError(
-            f"stage has shape {tuple(stage.shape)}; it must match the leading dims of x "
-            f"{tuple(lead)} (e.g. one stage per sample: shape {tuple(lead[:1])})"
-        )
-    lo, hi = int(stage.min()), int(stage.max())
-    check_stage(lo, num_stages)
-    check_stage(hi, num_stages)
-    if lo == hi:
-        return lo
-    rows = stage.reshape(*stage.shape, *([1] * (len(lead) - stage.dim()))).expand(*lead)
-    return rows.reshape(-1)
+def moe_hidden_for(active: int, *, dim: int, num_experts: int, experts_per_token: float) -> int:
+    """Expert width giving an MoE with ``num_experts`` router rows ``active`` parameters per
+    token: the router (dim per expert) plus experts_per_token experts of 2·dim·hidden."""
+    per_token = active - dim * num_experts
+    return max(1, round(per_token / (experts_per_token * 2 * dim)))
 
 
-def check_stage(stage, num_stages: int) -> int:
-    if isinstance(stage, bool) or not 0 <= stage < num_stages:
-        raise ValueError(
-            f"stage={stage} is out of range; this layer has stages 0..{num_stages - 1}"
-        )
-    return int(stage)
-
-
-class StagedMoE(nn.Module):
+class StagedMoE(StagedLayer):
     """Base of the MoE layers: (..., dim) -> (..., dim) through N growing FFN experts.
 
     Subclasses set ``routing`` (a name) and implement ``_dispatch(logits)``, which maps the
@@ -101,17 +58,14 @@ class StagedMoE(nn.Module):
     routing = ""
 
     def __init__(self, dim: int, *, num_experts: int, hidden: int, activation: str = "gelu"):
-        super().__init__()
-        self.dim = positive_int("dim", dim)
+        super().__init__(dim)
         self.hidden = positive_int("hidden", hidden)
         positive_int("num_experts", num_experts)
-        self.activation = choice("activation", activation, ACTIVATIONS)
+        self._activation = get_activation(activation).forward
+        self.activation = activation
         self.w1 = nn.ParameterList()  # stage s: (n_s, hidden, dim), nn.Linear layout
         self.w2 = nn.ParameterList()  # stage s: (n_s, dim, hidden)
         self.router = nn.ParameterList()  # stage s: (n_s, dim), one row per expert
-        # z'_i = Σ_x g_i(x) over training tokens dispatched to i (as PEER): drives upcycling.
-        self.register_buffer("router_mass", torch.zeros(0))
-        self._routing_hooks: OrderedDict[int, Callable] = OrderedDict()
         self.aux_loss: Tensor | None = None  # from the last forward
         self._add_stage(num_experts, init="random", usage=None, noise=0.0, source=None)
 
@@ -128,46 +82,24 @@ class StagedMoE(nn.Module):
             layer.w2[0].copy_(w2.expand_as(layer.w2[0]))
         return layer
 
-    # ----------------------------------------------------------------------------- sizes
-    @property
-    def num_stages(self) -> int:
-        return len(self.router)
-
-    @property
-    def stage_bounds(self) -> list[int]:
-        """Experts that exist after each stage, e.g. [4, 6, 9]: stage s owns the ids
-        [bounds[s-1], bounds[s])."""
-        out, total = [], 0
-        for chunk in self.router:
-            total += chunk.shape[0]
-            out.append(total)
-        return out
-
-    @property
-    def num_experts(self) -> int:
-        return self.stage_bounds[-1]
-
-    def experts_at_stage(self, stage: int) -> int:
-        return self.stage_bounds[check_stage(stage, self.num_stages)]
-
     # ----------------------------------------------------------------------------- growth
     @torch.no_grad()
     def grow(
         self,
-        num_experts: int,
+        size: int,
         *,
         init: str = "random",
         usage: Tensor | None = None,
         noise: float = 0.01,
         source: nn.Module | None = None,
     ) -> int:
-        """Append ``num_experts`` experts and router rows as a new stage; freeze the rest.
+        """Append ``size`` experts and router rows as a new stage; freeze the rest.
 
         Every existing expert and router row gets ``requires_grad=False`` and its gradient
         cleared, so no optimizer moves it again (weight decay and momentum included).
 
         Args:
-            num_experts: m >= 1 experts to add.
+            size: m >= 1 experts to add.
             init: "random" (nn.Linear's init), "upcycle" (copies of the most-used existing
                 experts, ranked by ``usage``, plus Gaussian noise of ``noise`` times the std
                 of the existing weights) or "dense" (exact copies of the dense FFN
@@ -181,18 +113,15 @@ class StagedMoE(nn.Module):
         Returns:
             The new stage index.
         """
-        m = positive_int("num_experts", num_experts)
-        choice("init", init, EXPERT_INITS)
+        m = positive_int("size", size)
+        one_of("init", init, EXPERT_INITS)
         if (init == "dense") != (source is not None):
             raise ValueError(f"source is required by init='dense' and only by it (init={init!r})")
-        noise = check_noise(noise)
+        noise = non_negative_number("noise", noise)
         usage = growth_usage(usage, router_mass=self.router_mass)
         if source is not None:
             _dense_weights(source, self)
-        for plist in (self.w1, self.w2, self.router):
-            for param in plist:
-                param.requires_grad_(False)
-                param.grad = None
+        self._freeze_stages()
         self._add_stage(m, init=init, usage=usage, noise=noise, source=source)
         return self.num_stages - 1
 
@@ -215,31 +144,19 @@ class StagedMoE(nn.Module):
         self.w1.append(nn.Parameter(w1))
         self.w2.append(nn.Parameter(w2))
         self.router.append(nn.Parameter(torch.empty(m, self.dim, **kw).normal_(0.0, ROUTER_STD)))
-        self.router_mass = torch.cat([self.router_mass.to(w1.device), w1.new_zeros(m).float()])
+        self._open_stage(m)
 
     # ---------------------------------------------------------------------------- forward
     def forward(self, x: Tensor, stage: int | Tensor | None = None) -> Tensor:
         """(..., dim) -> (..., dim). ``stage``: None (all experts), an int, or an integer
         tensor of per-sample stages over the leading dims of x. Keeps ``self.aux_loss``."""
-        if x.dim() < 1 or x.shape[-1] != self.dim:
-            raise ValueError(f"x has shape {tuple(x.shape)}; expected (..., {self.dim})")
-        lead = tuple(x.shape[:-1])
+        lead = self._check_input(x)
         flat = x.reshape(-1, self.dim)  # (M, d)
-        logits = self._logits(flat, stage_rows(stage, lead, self.num_stages))  # (M, n)
+        logits = self._logits(flat, self.stage_rows(stage, lead))  # (M, n)
         idx, gates, self.aux_loss = self._dispatch(logits)  # (M, K) each
         assert idx.shape == gates.shape and idx.shape[0] == flat.shape[0]
-        if self.training:
-            with torch.no_grad():
-                kept = idx >= 0
-                self.router_mass.index_add_(0, idx[kept], gates[kept].to(self.router_mass.dtype))
-        for hook in self._routing_hooks.values():
-            hook(self, idx.detach(), gates.detach())
+        self._route(idx, gates)
         return self._mix(flat, idx, gates).view(*lead, self.dim)
-
-    def forward_with_aux(self, x: Tensor, stage: int | Tensor | None = None):
-        """``(self(x, stage), aux_loss)``; aux_loss is a 0-dim tensor or None."""
-        y = self(x, stage)
-        return y, self.aux_loss
 
     def _dispatch(self, logits: Tensor) -> tuple[Tensor, Tensor, Tensor | None]:
         """The routing rule, defined by each MoE (token choice, expert choice)."""
@@ -255,7 +172,7 @@ class StagedMoE(nn.Module):
         weight = torch.cat(chunks) if len(chunks) > 1 else chunks[0]  # (n, d)
         logits = F.linear(x.float(), weight.float())  # float32 router (Switch: selective precision)
         if isinstance(stage, Tensor):
-            bounds = torch.tensor(self.stage_bounds, device=x.device)[stage.to(x.device)]  # (M,)
+            bounds = torch.tensor(self._bounds, device=x.device)[stage.to(x.device)]  # (M,)
             later = torch.arange(weight.shape[0], device=x.device) >= bounds[:, None]  # (M, n)
             logits = logits.masked_fill(later, float("-inf"))
         return logits
@@ -272,9 +189,9 @@ class StagedMoE(nn.Module):
         slots = slots[torch.argsort(flat[slots], stable=True)]  # grouped by expert
         counts = torch.bincount(flat[slots], minlength=self.num_experts).tolist()
         rows = x[torch.div(slots, K, rounding_mode="floor")]  # (A, d)
-        act = ACTIVATIONS[self.activation]
+        act = self._activation
         outs, start = [], 0
-        bounds = [0, *self.stage_bounds]
+        bounds = [0, *self._bounds]
         for c in range(self.num_stages):
             lo, hi = bounds[c], bounds[c + 1]
             if sum(counts[lo:hi]) == 0:
@@ -290,15 +207,6 @@ class StagedMoE(nn.Module):
         y = (per_slot.view(M, K, self.dim) * gates.to(x.dtype).unsqueeze(-1)).sum(1)
         assert y.shape == x.shape
         return y
-
-    # ------------------------------------------------------------------------------ hooks
-    def register_routing_hook(self, hook: Callable[[nn.Module, Tensor, Tensor], None]):
-        """Call ``hook(layer, idx, gates)`` after each forward's routing: (M, K) expert ids
-        (-1: an empty slot, e.g. a token dropped over capacity) and their combine weights
-        (0 in empty slots), detached. Returns a ``RemovableHandle``."""
-        handle = RemovableHandle(self._routing_hooks)
-        self._routing_hooks[handle.id] = hook
-        return handle
 
     def __getstate__(self):
         # The last aux_loss is a non-leaf tensor with a graph: deepcopy (Avalanche's LwF
@@ -335,8 +243,8 @@ def _dense_weights(dense: nn.Module, layer: StagedMoE | None = None) -> tuple[Te
             f"source has fc1 {tuple(w1.shape)}, fc2 {tuple(w2.shape)}; expected "
             f"({layer.hidden}, {layer.dim}) and ({layer.dim}, {layer.hidden})"
         )
-    act = getattr(dense, "activation", None)
-    if callable(act) and act is not ACTIVATIONS[layer.activation]:
+    act = getattr(dense, "activation", None)  # DenseFFN: the activation's name
+    if isinstance(act, str) and act != layer.activation:
         raise ValueError(f"source's activation differs from activation={layer.activation!r}")
     ref = layer.router[0]
     return w1.to(ref.device, ref.dtype), w2.to(ref.device, ref.dtype)

@@ -21,18 +21,22 @@ from the Parameters, which are always the source of truth.
 """
 
 import math
-from collections import OrderedDict
 from collections.abc import Callable
 
 import torch
 from torch import Tensor, nn
-from torch.utils.hooks import RemovableHandle
 
-from .expert_mix import ACTIVATIONS, expert_mix
+from ..checks import non_negative_number, one_of, positive_int
+from .activations import get_activation
+from .expert_mix import expert_mix
 from .product_keys import id_to_pair, product_key_topk
-from .upcycle import check_noise, growth_usage, noisy_copy, upcycle_sources
+from .staged import StagedLayer
+from .upcycle import growth_usage, noisy_copy, upcycle_sources
 
-SCORE_FUNCTIONS = {"softmax": lambda s: torch.softmax(s, dim=-1), "sigmoid": torch.sigmoid}
+SCORE_FUNCTIONS: dict[str, Callable[[Tensor], Tensor]] = {
+    "softmax": lambda s: torch.softmax(s, dim=-1),
+    "sigmoid": torch.sigmoid,
+}
 EXPERT_INITS = ("random", "upcycle")
 
 
@@ -55,44 +59,27 @@ def cat_frozen_runs(chunks: list[Tensor]) -> Tensor:
     return torch.cat(parts) if len(parts) > 1 else parts[0]
 
 
-def _choice(name: str, value: str, valid) -> str:
-    if value not in valid:
-        raise ValueError(f"{name}={value!r} is not supported; choose one of {sorted(valid)}")
-    return value
-
-
-def _positive(name: str, value: int) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"{name}={value!r} must be a positive integer (>= 1)")
-    return value
-
-
-def sub_keys_for(num_experts: int, *, prefix: str = "") -> int:
-    """√num_experts, or a ValueError naming the nearest valid expert counts.
-
-    ``prefix`` goes before the argument's name in the message, so that a caller whose
-    sizes come from elsewhere (``model.peer.`` in a run config) names the key to change.
-    """
-    _positive(f"{prefix}num_experts", num_experts)
+def sub_keys_for(num_experts: int) -> int:
+    """√num_experts, or a ValueError naming the nearest valid expert counts."""
+    positive_int("num_experts", num_experts)
     n = math.isqrt(num_experts)
     if n * n != num_experts:
         raise ValueError(
-            f"{prefix}num_experts={num_experts} is not a perfect square; product keys need "
+            f"num_experts={num_experts} is not a perfect square; product keys need "
             f"num_experts = n² (n sub-keys per side): use {n * n} or {(n + 1) ** 2}"
         )
     return n
 
 
-def check_product_keys(*, num_experts: int, topk: int, prefix: str = "") -> int:
+def check_product_keys(*, num_experts: int, topk: int) -> int:
     """√num_experts, after checking that product keys of that size can retrieve topk
     experts: each side's sub-key search returns topk of its n sub-keys, so topk <= n."""
-    n = sub_keys_for(num_experts, prefix=prefix)
-    _positive(f"{prefix}topk", topk)
+    n = sub_keys_for(num_experts)
+    positive_int("topk", topk)
     if topk > n:
         raise ValueError(
-            f"{prefix}topk={topk} exceeds the {n} sub-keys per side of "
-            f"num_experts={num_experts}; choose 1 <= topk <= {n} or "
-            f"{prefix}num_experts >= {topk * topk}"
+            f"topk={topk} exceeds the {n} sub-keys per side of num_experts={num_experts}; "
+            f"choose 1 <= topk <= {n} or num_experts >= {topk * topk}"
         )
     return n
 
@@ -106,7 +93,26 @@ def query_network(dim: int, *, heads: int, key_dim: int, batchnorm: bool) -> nn.
     return nn.Sequential(*layers)
 
 
-class PEER(nn.Module):
+def peer_active_params(
+    dim: int,
+    *,
+    heads: int,
+    topk: int,
+    key_dim: int,
+    query_batchnorm: bool,
+    sub_keys: int,
+    tables: int = 2,
+) -> int:
+    """Parameters one token uses in a product-key layer with ``sub_keys`` per side: the
+    query network (a Linear with a bias unless BatchNorm follows, whose affine pair then
+    counts), every sub-key (all are scored) and heads·topk retrieved rows of ``tables``
+    tables of dim weights (PEER: u_i and v_i; PKM: the value)."""
+    width = heads * key_dim
+    query = dim * width + (2 * width if query_batchnorm else width)
+    return query + 2 * sub_keys * (key_dim // 2) + heads * topk * tables * dim
+
+
+class PEER(StagedLayer):
     """A PEER layer that maps (..., dim) to (..., dim) and can grow new experts.
 
     Args:
@@ -124,6 +130,7 @@ class PEER(nn.Module):
     """
 
     TABLES = ("down", "up")  # per-expert weight tables: u_i (down) and v_i (up)
+    ROUTING = ("query",)  # shared by every stage; GrowingExperts freezes it after stage 0
 
     def __init__(
         self,
@@ -138,25 +145,25 @@ class PEER(nn.Module):
         query_batchnorm: bool = True,
         sparse_grad: bool = True,
     ):
-        super().__init__()
-        self.dim = _positive("dim", dim)
-        self.heads = _positive("heads", heads)
-        self.topk = _positive("topk", topk)
-        self.key_dim = _positive("key_dim", dim if key_dim is None else key_dim)
+        super().__init__(dim)
+        self.heads = positive_int("heads", heads)
+        self.topk = positive_int("topk", topk)
+        self.key_dim = positive_int("key_dim", dim if key_dim is None else key_dim)
         if self.key_dim % 2:
             raise ValueError(
                 f"key_dim={self.key_dim} must be even: it splits into two sub-key halves "
                 f"of key_dim/2 (e.g. key_dim={self.key_dim + 1})"
             )
         n = check_product_keys(num_experts=num_experts, topk=topk)
-        self.activation = _choice("activation", activation, ACTIVATIONS)
-        self.score = _choice("score", score, SCORE_FUNCTIONS)
+        self._activation = get_activation(activation)  # σ with its backward
+        self.activation = activation
+        self.score = one_of("score", score, SCORE_FUNCTIONS)
+        self.query_batchnorm = bool(query_batchnorm)
         self.sparse_grad = bool(sparse_grad)
 
         self.query = query_network(
-            dim, heads=self.heads, key_dim=self.key_dim, batchnorm=query_batchnorm
+            dim, heads=self.heads, key_dim=self.key_dim, batchnorm=self.query_batchnorm
         )
-
         self.sub_keys1 = nn.ParameterList()  # stage s: (m_s, key_dim/2)
         self.sub_keys2 = nn.ParameterList()
         # Expert tables (u_i and v_i): stage s holds rows [n_{s-1}², n_s²), views into
@@ -164,89 +171,61 @@ class PEER(nn.Module):
         for name in self.TABLES:
             setattr(self, name, nn.ParameterList())
             setattr(self, f"_{name}", torch.empty(0, dim))
-        # z'_i = Σ_x g_i(x) over training tokens (Lample et al. 2019): drives upcycling.
-        self.register_buffer("router_mass", torch.zeros(0))
-        # Sub-keys per side after each stage. Only _add_stage changes the stages, so this is
-        # kept here rather than re-counted from sub_keys1 on every forward.
-        self._sizes: tuple[int, ...] = ()
-        self._routing_hooks: OrderedDict[int, Callable] = OrderedDict()
         self._add_stage(n, init="random", source_mass=None, noise=0.0)
 
     # ----------------------------------------------------------------------------- sizes
-    @property
-    def num_stages(self) -> int:
-        return len(self._sizes)
+    def _side(self, stage: int) -> int:
+        """Sub-keys per side after ``stage``: stage s has n_s² experts."""
+        return math.isqrt(self._bounds[stage])
 
     @property
     def stage_sub_keys(self) -> list[int]:
         """Sub-keys per side that exist at each stage: [n_0, n_1, ...]."""
-        return list(self._sizes)
-
-    @property
-    def stage_bounds(self) -> list[int]:
-        """Experts that exist after each stage, [n_0², n_1², ...]: stage s owns the ids
-        [n_{s-1}², n_s²) (shell order)."""
-        return [n * n for n in self.stage_sub_keys]
+        return [math.isqrt(b) for b in self._bounds]
 
     @property
     def num_sub_keys(self) -> int:
-        return self._sizes[-1]
-
-    @property
-    def num_experts(self) -> int:
-        return self.num_sub_keys**2
+        return self._side(-1)
 
     def active_params_per_token(self) -> int:
-        """Parameters one token uses: the query network, every sub-key (all are scored) and
-        heads·topk retrieved experts of ``len(TABLES)·dim`` weights each."""
-        query = sum(p.numel() for p in self.query.parameters())
-        sub_keys = sum(p.numel() for p in (*self.sub_keys1, *self.sub_keys2))
-        return query + sub_keys + self.heads * self.topk * len(self.TABLES) * self.dim
-
-    def experts_at_stage(self, stage: int) -> int:
-        return self._sizes[self._check_stage(stage)] ** 2
-
-    def _check_stage(self, stage: int) -> int:
-        if isinstance(stage, bool) or not 0 <= stage < self.num_stages:
-            raise ValueError(
-                f"stage={stage} is out of range; this layer has stages 0..{self.num_stages - 1}"
-            )
-        return int(stage)
+        return peer_active_params(
+            self.dim,
+            heads=self.heads,
+            topk=self.topk,
+            key_dim=self.key_dim,
+            query_batchnorm=self.query_batchnorm,
+            sub_keys=self.num_sub_keys,
+            tables=len(self.TABLES),
+        )
 
     # ----------------------------------------------------------------------------- growth
     @torch.no_grad()
     def grow(
-        self,
-        num_sub_keys: int,
-        *,
-        init: str = "random",
-        usage: Tensor | None = None,
-        noise: float = 0.01,
+        self, size: int, *, init: str = "random", usage: Tensor | None = None, noise: float = 0.01
     ) -> int:
-        """Append ``num_sub_keys`` sub-keys per side and the experts they create.
+        """Append ``size`` sub-keys per side and the experts they create.
 
         Every existing sub-key and expert is frozen (``requires_grad=False``, gradient
-        cleared), so no optimizer touches it again, weight decay included.
+        cleared), so no optimizer touches it again, weight decay included. The query
+        network stays trainable until ``freeze_routing()``.
 
         Args:
-            num_sub_keys: m >= 1; adds 2·n·m + m² experts.
+            size: m >= 1 sub-keys per side; adds 2·n·m + m² experts.
             init: "random" (the paper's initialisation) or "upcycle": copy the most-used
                 existing experts (by ``usage``), plus Gaussian noise of ``noise`` times the
                 table's standard deviation (sparse upcycling, Komatsuzaki et al. 2022).
             usage: (num_experts,) usage mass used to rank experts for upcycling; defaults to
                 the router mass this layer accumulated over its training forwards.
+            noise: >= 0, for "upcycle".
 
         Returns:
             The new stage index.
         """
-        m = _positive("num_sub_keys", num_sub_keys)
-        _choice("init", init, EXPERT_INITS)
-        noise = check_noise(noise)
+        m = positive_int("size", size)
+        one_of("init", init, EXPERT_INITS)
+        noise = non_negative_number("noise", noise)
         usage = growth_usage(usage, router_mass=self.router_mass)
-        for plist in (self.sub_keys1, self.sub_keys2, *(getattr(self, n) for n in self.TABLES)):
-            for param in plist:
-                param.requires_grad_(False)
-                param.grad = None
+        self._freeze_stages()
         self._add_stage(m, init=init, source_mass=usage, noise=noise)
         return self.num_stages - 1
 
@@ -285,14 +264,10 @@ class PEER(nn.Module):
             setattr(self, name, table)
             plist.append(nn.Parameter(new))
             self._repoint(plist, table)
+        self._open_stage(fresh)
 
-        self.router_mass = torch.cat(
-            [self.router_mass.to(device), torch.zeros(fresh, device=device)]
-        )
-        self._sizes = (*self._sizes, new_n)
-
-    def _bounds(self) -> tuple[int, ...]:
-        return (0, *(n * n for n in self._sizes))
+    def _row_bounds(self) -> tuple[int, ...]:
+        return (0, *self._bounds)
 
     @staticmethod
     def _chunks(plist: nn.ParameterList) -> list[Tensor]:
@@ -358,79 +333,43 @@ class PEER(nn.Module):
 
     def expert_keys(self, stage: int | None = None) -> Tensor:
         """(experts at stage, key_dim); row i is the product key of global expert i."""
-        n = self.num_sub_keys if stage is None else self._sizes[self._check_stage(stage)]
-        keys1, keys2 = self._sub_keys(n)
+        s = self.num_stages - 1 if stage is None else self.check_stage(stage)
+        keys1, keys2 = self._sub_keys(s)
+        n = self._side(s)
         i1, i2 = id_to_pair(torch.arange(n * n, device=keys1.device))
         return torch.cat([keys1[i1], keys2[i2]], dim=1)
 
     def retrieve(self, x: Tensor, stage: int | Tensor | None = None) -> tuple[Tensor, Tensor]:
         """Top-k product-key scores ``q·k_i`` and global expert ids, each (..., heads, topk)."""
         lead = self._check_input(x)
-        scores, idx = self._retrieve(x.reshape(-1, self.dim), self._stage_rows(stage, lead))
+        scores, idx = self._retrieve(x.reshape(-1, self.dim), self.stage_rows(stage, lead))
         shape = (*lead, self.heads, self.topk)
         return scores.view(shape), idx.view(shape)
 
-    def _sub_keys(self, n: int) -> tuple[Tensor, Tensor]:
-        """Both sub-key sets of the first ``n`` sub-keys per side (n a stage size)."""
-        stages = self._sizes.index(n) + 1
-        keys1 = cat_frozen_runs(self._chunks(self.sub_keys1)[:stages])
-        keys2 = cat_frozen_runs(self._chunks(self.sub_keys2)[:stages])
+    def _sub_keys(self, stage: int) -> tuple[Tensor, Tensor]:
+        """Both sub-key sets of the stages 0..stage."""
+        keys1 = cat_frozen_runs(self._chunks(self.sub_keys1)[: stage + 1])
+        keys2 = cat_frozen_runs(self._chunks(self.sub_keys2)[: stage + 1])
         return keys1, keys2
-
-    def _stage_rows(self, stage, lead) -> int | Tensor | None:
-        """Normalise ``stage`` to None, an int, or a (M,) tensor of per-row stages."""
-        if stage is None:
-            return None
-        if not isinstance(stage, Tensor):
-            return self._check_stage(stage)
-        if stage.dtype in (torch.bool,) or stage.is_floating_point() or stage.is_complex():
-            raise ValueError(f"stage must be an integer tensor, got dtype {stage.dtype}")
-        if tuple(stage.shape) != tuple(lead[: stage.dim()]):
-            raise ValueError(
-                f"stage has shape {tuple(stage.shape)}; it must match the leading dims of x "
-                f"{tuple(lead)} (e.g. one stage per sample: shape {tuple(lead[:1])})"
-            )
-        lo, hi = int(stage.min()), int(stage.max())
-        self._check_stage(lo)
-        self._check_stage(hi)
-        if lo == hi:
-            return lo
-        rows = stage.reshape(*stage.shape, *([1] * (len(lead) - stage.dim()))).expand(*lead)
-        return rows.reshape(-1)
 
     def _retrieve(self, x: Tensor, stage) -> tuple[Tensor, Tensor]:
         """(M, dim) -> scores, ids each (M, heads, topk)."""
         M = x.shape[0]
-        sizes = self._sizes
         limit = None
         if stage is None:
-            n = sizes[-1]
+            newest = self.num_stages - 1
         elif isinstance(stage, int):
             # Score against exactly the stage's sub-keys: the same GEMM shapes as when the
             # stage was trained, so its outputs stay bit-identical after later growth.
-            n = sizes[stage]
+            newest = stage
         else:
-            n = sizes[int(stage.max())]
-            limit = torch.tensor(sizes, device=x.device)[stage].repeat_interleave(self.heads)
-        keys1, keys2 = self._sub_keys(n)
+            newest = int(stage.max())
+            sides = torch.tensor(self.stage_sub_keys, device=x.device)
+            limit = sides[stage].repeat_interleave(self.heads)
+        keys1, keys2 = self._sub_keys(newest)
         q = self.query(x).view(M * self.heads, self.key_dim)  # (M*h, dk)
         scores, idx = product_key_topk(q, keys1, keys2, self.topk, limit)  # (M*h, k)
         return scores.view(M, self.heads, self.topk), idx.view(M, self.heads, self.topk)
-
-    def _check_input(self, x: Tensor) -> tuple[int, ...]:
-        if x.dim() < 1 or x.shape[-1] != self.dim:
-            raise ValueError(f"x has shape {tuple(x.shape)}; expected (..., {self.dim})")
-        return tuple(x.shape[:-1])
-
-    def register_routing_hook(
-        self, hook: Callable[["PEER", Tensor, Tensor], None]
-    ) -> RemovableHandle:
-        """Call ``hook(layer, idx, gates)`` after each forward's retrieval, where ``idx`` and
-        ``gates`` are the (M, heads*topk) expert ids and router weights (detached). Metrics
-        use it to accumulate expert usage. Returns a handle whose ``remove()`` unhooks."""
-        handle = RemovableHandle(self._routing_hooks)
-        self._routing_hooks[handle.id] = hook
-        return handle
 
     # ------------------------------------------------------------------------------ forward
     def forward(self, x: Tensor, stage: int | Tensor | None = None) -> Tensor:
@@ -438,21 +377,17 @@ class PEER(nn.Module):
         int, or an integer tensor of per-sample stages over the leading dims of x."""
         lead = self._check_input(x)
         flat = x.reshape(-1, self.dim)  # (M, d)
-        scores, idx = self._retrieve(flat, self._stage_rows(stage, lead))  # (M, h, k)
+        scores, idx = self._retrieve(flat, self.stage_rows(stage, lead))  # (M, h, k)
         gates = SCORE_FUNCTIONS[self.score](scores)  # (M, h, k)
         idx, gates = idx.flatten(1), gates.flatten(1)  # heads summed: one bag of h*k experts
-        if self.training:
-            with torch.no_grad():
-                self.router_mass.index_add_(0, idx.reshape(-1), gates.reshape(-1).float())
-        for hook in self._routing_hooks.values():
-            hook(self, idx.detach(), gates.detach())
+        self._route(idx, gates)
         return self._mix(flat, idx, gates).view(*lead, self.dim)
 
     def _mix(self, x: Tensor, idx: Tensor, gates: Tensor) -> Tensor:
         """(M, d) tokens, (M, h*k) expert ids and router weights -> (M, d)."""
         down, up = self._tables()
         down_chunks, up_chunks = self._chunks(self.down), self._chunks(self.up)
-        bounds = self._bounds()
+        bounds = self._row_bounds()
         # Only stages that can receive a gradient enter the autograd node (the tables carry
         # the values): each input costs a little on every forward and backward, and the
         # frozen stages would make that cost grow with the number of stages.
@@ -470,7 +405,7 @@ class PEER(nn.Module):
             down_chunks=[down_chunks[c] for c in live],
             up_chunks=[up_chunks[c] for c in live],
             spans=[(bounds[c], bounds[c + 1]) for c in live],
-            activation=self.activation,
+            activation=self._activation,
             sparse_grad=self.sparse_grad,
         )
 

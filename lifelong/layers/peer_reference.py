@@ -8,9 +8,9 @@ fast layer is checked against. It uses the paper's expert index ``i1·n + i2``.
 """
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .activations import get_activation
 from .peer import SCORE_FUNCTIONS, query_network, sub_keys_for
 from .product_keys import id_to_pair
 
@@ -39,7 +39,7 @@ class ReferencePEER(nn.Module):
         self.n = sub_keys_for(num_experts)
         self.heads, self.topk = heads, topk
         self.key_dim = dim if key_dim is None else key_dim
-        self.activation = {"gelu": F.gelu, "relu": F.relu}[activation]
+        self.activation = get_activation(activation).forward
         self.score = SCORE_FUNCTIONS[score]
         self.query_proj = query_network(
             dim, heads=heads, key_dim=self.key_dim, batchnorm=query_batchnorm

@@ -1,9 +1,9 @@
 """What every growing layer's ``grow(..., init="upcycle")`` shares: checking the usage that
 ranks the existing experts, picking the ones to copy, and the noisy copy itself.
 
-Upcycling (sparse upcycling, Komatsuzaki et al. 2022, BRIEF §3) starts new experts as
-copies of existing ones instead of at random; for growth the copies are of the most-used
-experts, by the router mass ``z'_i = Σ_x g_i(x)`` (BRIEF §2 "Expert usage metrics").
+Upcycling (sparse upcycling, Komatsuzaki et al. 2022; docs/design.md §3) starts new
+experts as copies of existing ones instead of at random; for growth the copies are of the
+most-used experts, by the router mass ``z'_i = Σ_x g_i(x)`` (docs/design.md §4).
 """
 
 import torch
@@ -21,12 +21,6 @@ def growth_usage(usage: Tensor | None, *, router_mass: Tensor, what: str = "expe
             f"one value per existing {what}"
         )
     return usage
-
-
-def check_noise(noise) -> float:
-    if isinstance(noise, bool) or not isinstance(noise, int | float) or noise < 0:
-        raise ValueError(f"noise={noise!r} must be a non-negative number (>= 0)")
-    return float(noise)
 
 
 def upcycle_sources(usage: Tensor, count: int, *, device) -> Tensor:

@@ -1,9 +1,10 @@
-"""An expert layer that grows inside Avalanche: a ``DynamicModule`` wrapper with a policy.
+"""A growing layer inside Avalanche: a ``DynamicModule`` wrapper with a growth policy.
 
 Avalanche calls ``adaptation(experience)`` on every ``DynamicModule`` before each training
 *and* evaluation experience, then adds new parameters to the optimizer by name
 (``make_optimizer`` -> ``update_optimizer``). Growth therefore happens only in training
-mode, once per new experience, and the layer's ``grow`` freezes what existed (BRIEF §5).
+mode, once per new experience, and the layer's ``grow`` freezes what existed
+(docs/design.md §2).
 
 Routing (per sample, from the task labels Avalanche passes to the model):
 - ``task_aware``: a sample with task label t uses the experts of the stage t was last
@@ -15,17 +16,12 @@ import torch
 from avalanche.models import DynamicModule
 from torch import Tensor, nn
 
+from ..checks import one_of
+from ..data import experience_task_labels
+from ..layers import GrowingLayer
+
 GROWTH_POLICIES = ("every_experience", "new_task_label", "never")
 ROUTINGS = ("task_aware", "task_agnostic")
-
-
-def experience_task_labels(experience) -> list[int]:
-    """The task labels of an experience, also for benchmarks without a task timeline."""
-    labels = getattr(experience, "task_labels", None)
-    if labels is None:
-        per_sample = getattr(experience.dataset, "targets_task_labels", None)
-        labels = sorted({int(t) for t in per_sample}) if per_sample is not None else [0]
-    return [int(t) for t in labels]
 
 
 def grows_at(policy: str, labels: list[int], known: set[int]) -> bool:
@@ -47,43 +43,41 @@ def growths_over(policy: str, labels_per_experience: list[list[int]]) -> int:
 
 
 class GrowingExperts(DynamicModule):
-    """Wraps an expert layer with ``forward(x, stage)``, ``grow(m, init=...)`` and
-    ``num_stages`` (e.g. ``PEER``); forward takes ``(x, task_labels)``.
+    """Wraps a ``GrowingLayer``; forward takes ``(x, task_labels)``.
 
     Args:
-        layer: the expert layer.
+        layer: the growing layer (``lifelong.layers.LAYERS`` builds them).
         policy: when to grow: "every_experience", "new_task_label" or "never".
-        grow_size: what each growth adds: sub-keys per side for PEER/PKM, experts for MoEs,
-            hidden units for ``DenseFFN``.
+        grow_size: what each growth passes to ``layer.grow``: sub-keys per side for
+            PEER/PKM, experts for MoEs, hidden units for ``DenseFFN`` (None: as many as
+            its first stage).
         init: initialisation of new experts, "random" or "upcycle".
         routing: "task_aware" or "task_agnostic".
-        freeze_query: after the first experience, freeze the query network, its BatchNorm
-            running statistics included.
+        freeze_query: after the first experience, freeze what routes tokens to every stage
+            (``layer.freeze_routing()``: PEER's query network and its BatchNorm statistics).
     """
 
     def __init__(
         self,
-        layer: nn.Module,
+        layer: GrowingLayer,
         *,
         policy: str = "every_experience",
-        grow_size: int = 8,
+        grow_size: int | None = 8,
         init: str = "random",
         routing: str = "task_aware",
         freeze_query: bool = True,
     ):
         super().__init__()
-        if policy not in GROWTH_POLICIES:
-            raise ValueError(f"policy={policy!r} is not supported; choose one of {GROWTH_POLICIES}")
-        if routing not in ROUTINGS:
-            raise ValueError(f"routing={routing!r} is not supported; choose one of {ROUTINGS}")
+        if not isinstance(layer, GrowingLayer):
+            raise TypeError(f"{type(layer).__name__} is not a GrowingLayer (docs/extending.md)")
         self.layer = layer
-        self.policy, self.grow_size, self.init = policy, grow_size, init
-        self.routing, self.freeze_query = routing, freeze_query
+        self.policy = one_of("policy", policy, GROWTH_POLICIES)
+        self.routing = one_of("routing", routing, ROUTINGS)
+        self.grow_size, self.init, self.freeze_query = grow_size, init, freeze_query
         # task label -> stage it was last trained on (-1: never trained). A buffer, so it
         # is saved with the model and the stage mapping survives a checkpoint.
         self.register_buffer("task_stage", torch.full((0,), -1, dtype=torch.long))
         self.register_buffer("trained_experiences", torch.zeros(0, dtype=torch.long))
-        self.register_buffer("query_frozen", torch.zeros((), dtype=torch.bool))
 
     @torch.no_grad()
     def adaptation(self, experience):
@@ -93,12 +87,13 @@ class GrowingExperts(DynamicModule):
         if exp_id in self.trained_experiences.tolist():
             return
         labels = experience_task_labels(experience)
-        first = self.trained_experiences.numel() == 0
-        if not first and self._should_grow(labels):
-            self.layer.grow(self.grow_size, init=self.init)
-        if not first and self.freeze_query:
-            self._freeze_query()
-        stage = getattr(self.layer, "num_stages", 1) - 1
+        if self.trained_experiences.numel():  # not the first experience
+            known = {t for t in range(self.task_stage.numel()) if int(self.task_stage[t]) >= 0}
+            if grows_at(self.policy, labels, known):
+                self.layer.grow(self.grow_size, init=self.init)
+            if self.freeze_query:
+                self.layer.freeze_routing()
+        stage = self.layer.num_stages - 1
         for t in labels:
             if t >= self.task_stage.numel():
                 pad = torch.full((t + 1 - self.task_stage.numel(),), -1, dtype=torch.long)
@@ -108,33 +103,18 @@ class GrowingExperts(DynamicModule):
             [self.trained_experiences, torch.tensor([exp_id], device=self.task_stage.device)]
         )
 
-    def _should_grow(self, labels: list[int]) -> bool:
-        if not hasattr(self.layer, "grow"):
-            return False  # a layer without grow() (the transformer's plain MLP) never grows
-        known = {t for t in range(self.task_stage.numel()) if int(self.task_stage[t]) >= 0}
-        return grows_at(self.policy, labels, known)
-
-    def _freeze_query(self):
-        query = getattr(self.layer, "query", None)
-        if query is None or bool(self.query_frozen):
-            return
-        query.requires_grad_(False)
-        for p in query.parameters():
-            p.grad = None
-        query.eval()
-        self.query_frozen.fill_(True)
-
-    def train(self, mode: bool = True):
-        super().train(mode)
-        if bool(self.query_frozen):
-            self.layer.query.eval()  # frozen BatchNorm statistics stay frozen
-        return self
+    def managed_parameters(self) -> list[nn.Parameter]:
+        """The layer's parameters, unless the policy never grows it and it never grew: a
+        layer without stages to protect is an ordinary shared layer."""
+        if self.policy == "never" and self.layer.num_stages == 1:
+            return []
+        return self.layer.managed_parameters()
 
     def stages_for(self, task_labels: Tensor | None) -> Tensor | None:
         """Per-sample stage for task-aware routing, None for all experts."""
         if self.routing == "task_agnostic" or task_labels is None:
             return None
-        if self.task_stage.numel() == 0 or not hasattr(self.layer, "num_stages"):
+        if self.task_stage.numel() == 0:
             return None
         latest = self.layer.num_stages - 1
         labels = task_labels.to(self.task_stage.device).long()

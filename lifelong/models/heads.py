@@ -4,6 +4,8 @@ import torch
 from avalanche.models import DynamicModule
 from torch import Tensor, nn
 
+from ..data import experience_task_labels
+
 
 class TaskHeads(DynamicModule):
     """h (B, dim), task_labels (B,) -> logits (B, num_classes) from each sample's task head.
@@ -20,12 +22,14 @@ class TaskHeads(DynamicModule):
 
     @torch.no_grad()
     def adaptation(self, experience):
-        from .growing import experience_task_labels
-
         device = self._adaptation_device if len(list(self.parameters())) else None
         for t in experience_task_labels(experience):
             if str(t) not in self.heads:
                 self.heads[str(t)] = nn.Linear(self.dim, self.num_classes).to(device)
+
+    def managed_parameters(self) -> list[nn.Parameter]:
+        """Every head: each sees only its own task's samples, so none is shared."""
+        return list(self.parameters())
 
     def forward(self, h: Tensor, task_labels: Tensor) -> Tensor:
         out = h.new_empty(h.shape[0], self.num_classes)

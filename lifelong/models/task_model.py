@@ -4,7 +4,7 @@ import torch
 from avalanche.models import MultiTaskModule
 from torch import Tensor
 
-from .growing import experience_task_labels
+from ..data import experience_task_labels
 
 
 class TaskModel(MultiTaskModule):

@@ -1,16 +1,15 @@
 """A small causal Transformer language model over bytes with pluggable FFNs.
 
-Pre-norm blocks (GPT-2 style): ``x + attn(ln(x))`` then ``x + ffn(ln(x))``. The FFN of the
-blocks listed in ``expert_blocks`` is the expert layer (by default the middle block, as in
-He 2024 where PEER replaces the FFN of block 6 of 12); the others are dense MLPs.
+Pre-norm blocks (GPT-2 style): ``x + attn(ln(x))`` then ``x + ffn(ln(x))``. Some blocks'
+FFN is the expert layer (by default the middle block, as in He 2024 where PEER replaces
+the FFN of block 6 of 12); the others are dense MLPs.
 """
-
-from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..data.byte_windows import BYTE_VOCAB
 from .task_model import TaskModel
 
 
@@ -44,41 +43,30 @@ class Block(nn.Module):
 
 
 class ByteTransformerLM(TaskModel):
-    """x (B, T) bytes -> logits (B, T, 256).
+    """x (B, T) bytes -> logits (B, T, BYTE_VOCAB), from built parts (``lifelong.experiment``
+    builds them from a run config; the order of construction fixes the initialisation).
 
     Args:
-        dim, n_layers, n_heads, seq_len: the usual sizes.
-        make_ffn: ``make_ffn(block_index, is_expert_block)`` returns that block's FFN, a
-            module called as ``ffn(x, task_labels)`` (``GrowingExperts`` or a dense one).
-        expert_blocks: indices of blocks whose FFN is the expert layer; default the middle.
+        tok: byte embedding, ``nn.Embedding(BYTE_VOCAB, dim)``; its weight is tied to the
+            output projection.
+        pos: position embedding, ``nn.Embedding(seq_len, dim)``.
+        blocks: the ``Block``s, each with its FFN (an expert layer in ``GrowingExperts``, or
+            an ``MLP``), called as ``ffn(x, task_labels)``.
     """
 
-    vocab_size = 256
-
-    def __init__(
-        self,
-        *,
-        dim: int,
-        n_layers: int,
-        n_heads: int,
-        seq_len: int,
-        make_ffn: Callable[[int, bool], nn.Module],
-        expert_blocks: list[int] | None = None,
-    ):
+    def __init__(self, *, tok: nn.Embedding, pos: nn.Embedding, blocks: list["Block"]):
         super().__init__()
-        if expert_blocks is None:
-            expert_blocks = [n_layers // 2]
-        bad = [b for b in expert_blocks if not 0 <= b < n_layers]
-        if bad:
-            raise ValueError(f"expert_blocks={bad} out of range; blocks are 0..{n_layers - 1}")
-        self.seq_len = seq_len
-        self.tok = nn.Embedding(self.vocab_size, dim)
-        self.pos = nn.Embedding(seq_len, dim)
-        self.blocks = nn.ModuleList(
-            Block(dim, n_heads, make_ffn(i, i in expert_blocks)) for i in range(n_layers)
-        )
+        if tok.num_embeddings != BYTE_VOCAB or tok.embedding_dim != pos.embedding_dim:
+            raise ValueError(
+                f"tok must embed {BYTE_VOCAB} bytes at the width of pos ({pos.embedding_dim}); "
+                f"got {tok.num_embeddings} x {tok.embedding_dim}"
+            )
+        dim = tok.embedding_dim
+        self.seq_len = pos.num_embeddings
+        self.tok, self.pos = tok, pos
+        self.blocks = nn.ModuleList(blocks)
         self.ln_f = nn.LayerNorm(dim)
-        self.lm_head = nn.Linear(dim, self.vocab_size, bias=False)
+        self.lm_head = nn.Linear(dim, BYTE_VOCAB, bias=False)
         self.lm_head.weight = self.tok.weight  # weight tying (Press & Wolf 2017)
         # GPT-2 initialisation N(0, 0.02): with tied weights the default N(0, 1) embedding
         # would start at logits of std ~√dim and a perplexity far above the uniform 256.
@@ -97,3 +85,10 @@ class ByteTransformerLM(TaskModel):
         for block in self.blocks:
             h = block(h, task_labels)
         return self.lm_head(self.ln_f(h))  # (B, T, 256)
+
+
+class LMCrossEntropy(nn.Module):
+    """Mean next-byte cross-entropy: logits (B, T, V), targets (B, T)."""
+
+    def forward(self, logits: Tensor, targets: Tensor) -> Tensor:
+        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1))

@@ -28,10 +28,8 @@ def distillation_kl(current: Tensor, previous: Tensor, temperature: float) -> Te
     current, previous: (..., V) logits of the same shape; every leading dim is a row."""
     cur = current.reshape(-1, current.shape[-1]) / temperature  # (rows, V)
     prev = previous.reshape(-1, previous.shape[-1]) / temperature
-    kl = F.kl_div(
-        F.log_softmax(cur, dim=-1), F.log_softmax(prev, dim=-1), log_target=True,
-        reduction="batchmean",
-    )  # fmt: skip
+    log_p, log_q = F.log_softmax(cur, dim=-1), F.log_softmax(prev, dim=-1)
+    kl = F.kl_div(log_p, log_q, log_target=True, reduction="batchmean")
     return kl * temperature**2
 
 

@@ -50,7 +50,7 @@ class EWCRegularizer(Regularizer):
 
     Args:
         decay: γ, how much of the old Fisher survives each new experience. γ=1 sums the
-            Fishers, as in van de Ven & Tolias 2019 (the BRIEF's reference numbers).
+            Fishers, as in van de Ven & Tolias 2019 (docs/design.md §6).
     """
 
     def __init__(self, decay: float = 1.0):

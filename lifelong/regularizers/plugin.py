@@ -5,7 +5,7 @@ from collections.abc import Sequence
 from avalanche.core import SupervisedPlugin
 from torch import Tensor
 
-from ..models.growing import experience_task_labels
+from ..data import experience_task_labels
 from .base import ExperienceData, Regularizer
 
 

@@ -8,17 +8,17 @@ anchor was taken (grown) or changed shape has no anchor and costs nothing.
 import torch
 from torch import Tensor, nn
 
-from ..training.freeze import growth_managed
+from ..layers.contract import managed_parameters
 
 
 def shared_parameters(model: nn.Module) -> dict[str, nn.Parameter]:
-    """name -> parameter for every trainable parameter that growth does not manage.
+    """name -> parameter for every trainable parameter that growth does not own.
 
-    Growth protects expert tables, sub-keys, query networks and per-task heads
-    (``lifelong.training.freeze.growth_managed``); everything else (stems, attention,
-    norms, embeddings, dense FFNs, single heads) drifts toward the newest experience.
+    Growth protects the layers that grow, their query networks and per-task heads
+    (``managed_parameters``); everything else (stems, attention, norms, embeddings, layers
+    that never grow, single heads) drifts toward the newest experience.
     """
-    managed = growth_managed(model)
+    managed = {id(p) for p in managed_parameters(model)}
     return {
         name: p for name, p in model.named_parameters() if p.requires_grad and id(p) not in managed
     }

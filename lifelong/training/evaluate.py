@@ -19,8 +19,8 @@ from avalanche.models.utils import avalanche_forward
 from omegaconf import OmegaConf
 from torch.utils.data import DataLoader
 
-from ..builders import build_model, build_stream_from_config, resolve_device
 from ..config import load_config
+from ..experiment import build_experiment, build_stream_from_config, resolve_device
 from ..metrics.matrix_metric import batch_score, score_value
 from .checkpoint import CHECKPOINT, load_checkpoint
 from .run_state import grow_like_checkpoint
@@ -69,12 +69,16 @@ def evaluate_run(run_dir: Path, overrides: list[str] = ()) -> dict:
     eval_cfg = load_config(config, list(overrides))
     state = load_checkpoint(run_dir / CHECKPOINT)
 
-    spec = build_stream_from_config(run_cfg)  # the stream the run grew on
+    built = build_experiment(run_cfg, metrics=False)  # the model, on the stream it grew on
+    spec, model = built.spec, built.model
     target = spec if eval_cfg.stream == run_cfg.stream else build_stream_from_config(eval_cfg)
     device = resolve_device(eval_cfg.device)
-    model = build_model(run_cfg, spec)
-    grow_like_checkpoint(model, int(state["finished"]), train_stream=spec.benchmark.train_stream,
-                         test_stream=target.benchmark.test_stream)  # fmt: skip
+    grow_like_checkpoint(
+        model,
+        int(state["finished"]),
+        train_stream=spec.benchmark.train_stream,
+        test_stream=target.benchmark.test_stream,
+    )
     try:
         model.load_state_dict(state["model"])
     except RuntimeError as err:  # e.g. a stream with task labels the run never had
@@ -85,10 +89,9 @@ def evaluate_run(run_dir: Path, overrides: list[str] = ()) -> dict:
     model.to(device).eval()
 
     kind = "perplexity" if spec.task == "lm" else "accuracy"
+    batch_size = run_cfg.train.eval_batch_size
     per_experience = [
-        score_experience(
-            model, e, kind=kind, batch_size=run_cfg.train.eval_batch_size, device=device
-        )  # fmt: skip
+        score_experience(model, e, kind=kind, batch_size=batch_size, device=device)
         for e in getattr(target.benchmark, SPLITS[split])
     ]
     result = {

@@ -111,7 +111,7 @@ def _adapter(plugin):
     if isinstance(plugin, ReplayPlugin) and not hasattr(plugin.storage_policy, "state_dict"):
         raise ValueError(
             f"replay storage policy {type(plugin.storage_policy).__name__} cannot be "
-            "checkpointed; use lifelong.training.replay_buffer.IndexedExperienceBuffer"
+            "checkpointed; use lifelong.plugins.IndexedExperienceBuffer"
         )
     for cls, pair in ADAPTERS.items():
         if isinstance(plugin, cls):

@@ -1,35 +1,20 @@
-"""One continual-learning run: stream -> model -> Avalanche strategy -> evaluation -> report.
+"""One continual-learning run: config -> experiment -> train and evaluate -> report.
 
 After every training experience the whole test stream is evaluated, so the accuracy (or
-perplexity) matrix ``R[trained_through][evaluated_on]`` is complete (BRIEF §4), and the
-run's state is saved to ``checkpoint.pt`` (``run_state.capture``): a run killed at any
-moment continues with ``resume=true`` from its last finished experience and ends with the
-metrics.json an uninterrupted run would have written.
+perplexity) matrix ``R[trained_through][evaluated_on]`` is complete (docs/design.md §5),
+and the run's state is saved to ``checkpoint.pt`` (``run_state.capture``): a run killed at
+any moment continues with ``resume=true`` from its last finished experience and ends with
+the metrics.json an uninterrupted run would have written.
 """
 
 import json
-import random
 import time
 from pathlib import Path
 
-import numpy as np
-import torch
 from omegaconf import DictConfig, OmegaConf
 
-from ..builders import (
-    LMCrossEntropy,
-    build_model,
-    build_regularization,
-    build_strategy,
-    build_stream_from_config,
-    resolve_device,
-)
-from ..metrics import ExperienceMatrix, ExpertUsageMetric, MoEMetric
-from ..optim import LazyAdamW
-from .aux_loss import AuxLossPlugin
+from ..experiment import build_experiment
 from .checkpoint import CHECKPOINT, load_checkpoint, save_checkpoint
-from .freeze import FreezeSharedPlugin
-from .nan_guard import FiniteLossPlugin
 from .report import write_report
 from .run_state import capture, restore
 from .tb_logger import ExperienceStepLogger
@@ -40,12 +25,7 @@ class RunError(ValueError):
 
 
 RUN_INFO = "run.json"  # wall time and sessions: kept out of metrics.json, which is deterministic
-
-
-def seed_everything(seed: int):
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
+IGNORED_ON_RESUME = ("resume", "log")  # how a run reports itself may change, what it computes not
 
 
 def _first_difference(saved, given, prefix="") -> str | None:
@@ -61,12 +41,17 @@ def _first_difference(saved, given, prefix="") -> str | None:
     return None
 
 
-def prepare_run_dir(cfg: DictConfig) -> tuple[Path, dict | None]:
-    """The run directory and, when resuming, its checkpoint (None: start from scratch)."""
+def _computed(cfg) -> dict:
+    """The config as a plain dict, without the keys that may change on resume."""
+    plain = OmegaConf.to_container(cfg, resolve=True)
+    return {k: v for k, v in plain.items() if k not in IGNORED_ON_RESUME}
+
+
+def existing_run(cfg: DictConfig) -> tuple[Path, dict | None]:
+    """The run directory and, when resuming, its checkpoint (None: start from scratch).
+    Reads only: a run that must not start is refused before anything is written."""
     run_dir = Path(cfg.runs_dir) / cfg.name
     if not (run_dir.exists() and any(run_dir.iterdir())):
-        run_dir.mkdir(parents=True, exist_ok=True)
-        OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
         return run_dir, None
     if not cfg.resume:
         raise RunError(
@@ -77,15 +62,12 @@ def prepare_run_dir(cfg: DictConfig) -> tuple[Path, dict | None]:
     if not saved_config.is_file():
         raise RunError(f"resume=true: '{run_dir}' holds no config.yaml, so it is not a run")
     # Resuming under another config would splice two experiments into one result.
-    ignore = {"resume", "log"}  # how a run reports itself may change, what it computes not
-    saved = {k: v for k, v in OmegaConf.to_container(OmegaConf.load(saved_config)).items()
-             if k not in ignore}  # fmt: skip
-    given = {k: v for k, v in OmegaConf.to_container(cfg, resolve=True).items()
-             if k not in ignore}  # fmt: skip
-    diff = _first_difference(saved, given)
+    diff = _first_difference(_computed(OmegaConf.load(saved_config)), _computed(cfg))
     if diff:
-        raise RunError(f"resume=true: the config differs from the run's at {diff}; "
-                       f"resume with the run's config.yaml")  # fmt: skip
+        raise RunError(
+            f"resume=true: the config differs from the run's at {diff}; "
+            f"resume with the run's config.yaml"
+        )
     path = run_dir / CHECKPOINT
     return run_dir, (load_checkpoint(path) if path.is_file() else None)
 
@@ -93,68 +75,49 @@ def prepare_run_dir(cfg: DictConfig) -> tuple[Path, dict | None]:
 def run(cfg: DictConfig) -> Path:
     """Run the experiment described by ``cfg``; returns the run directory. With
     ``cfg.resume`` an interrupted run continues from its last finished experience."""
-    from avalanche.evaluation.metrics import loss_metrics
     from avalanche.logging import InteractiveLogger
-    from avalanche.training.plugins import EvaluationPlugin
 
     start = time.time()
-    seed_everything(cfg.seed)
-    spec = build_stream_from_config(cfg)
-    device = resolve_device(cfg.device)
-    model = build_model(cfg, spec)
-    run_dir, checkpoint = prepare_run_dir(cfg)
+    run_dir, checkpoint = existing_run(cfg)
     finished = int(checkpoint["finished"]) if checkpoint else 0
-    joint = cfg.train.strategy == "joint"
-    total = 1 if joint else len(spec.benchmark.train_stream)
-    if finished == total and (run_dir / "metrics.json").is_file():
-        return run_dir  # resume=true on a finished run: nothing left to do
-
-    lm = spec.task == "lm"
-    criterion = LMCrossEntropy() if lm else torch.nn.CrossEntropyLoss()
-    optimizer = LazyAdamW(model.parameters(), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
-    matrix = ExperienceMatrix("perplexity" if lm else "accuracy")
-    usage = ExpertUsageMetric(model)
-    moe = MoEMetric()
-    strategy = None
+    loggers = [InteractiveLogger()] if cfg.log.progress else []
     tb = None
     if cfg.log.tensorboard:
         # Every point at x = finished experiences; a resumed run hides what its killed
         # predecessor logged after the checkpoint (x > finished).
         tb = ExperienceStepLogger(
             run_dir,
-            step_source=lambda: strategy.clock.train_exp_counter,
+            step_source=lambda: exp.strategy.clock.train_exp_counter,
             purge_step=(finished + 1 if checkpoint else 0) if cfg.resume else None,
         )
-    loggers = [lg for lg in (tb, InteractiveLogger() if cfg.log.progress else None) if lg]
-    evaluator = EvaluationPlugin(
-        matrix, usage, moe, loss_metrics(experience=True, stream=True), loggers=loggers
-    )
-    plugins = [
-        FreezeSharedPlugin(list(cfg.model.freeze_after_first)),
-        AuxLossPlugin(),
-        *build_regularization(cfg),
-        FiniteLossPlugin(),  # last: it checks the loss with every penalty added
-    ]
-    strategy = build_strategy(
-        cfg,
-        model=model,
-        optimizer=optimizer,
-        criterion=criterion,
-        evaluator=evaluator,
-        device=device,
-        plugins=plugins,
-    )
-    metrics = {"matrix": matrix, "usage": usage, "moe": moe}
-    train_stream, test_stream = spec.benchmark.train_stream, spec.benchmark.test_stream
+        loggers.insert(0, tb)
+    exp = build_experiment(cfg, loggers=loggers)
+    joint = cfg.train.strategy == "joint"
+    train_stream, test_stream = exp.spec.benchmark.train_stream, exp.spec.benchmark.test_stream
+    total = 1 if joint else len(train_stream)
+    if finished == total and (run_dir / "metrics.json").is_file():
+        return run_dir  # resume=true on a finished run: nothing left to do
+    if checkpoint is None:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
+    if tb is not None:
+        tb.open()  # the events file's name holds the time: it orders the run's sessions
+
+    strategy = exp.strategy
     earlier_wall_s = 0.0
     if checkpoint:
-        restore(checkpoint, strategy=strategy, metrics=metrics, train_stream=train_stream,
-                test_stream=test_stream)  # fmt: skip
+        restore(
+            checkpoint,
+            strategy=strategy,
+            metrics=exp.metrics,
+            train_stream=train_stream,
+            test_stream=test_stream,
+        )
         earlier_wall_s = float(checkpoint["wall_s"])
 
     def save(done: int):
-        state = capture(finished=done, strategy=strategy, metrics=metrics,
-                        wall_s=earlier_wall_s + time.time() - start)  # fmt: skip
+        wall_s = earlier_wall_s + time.time() - start
+        state = capture(finished=done, strategy=strategy, metrics=exp.metrics, wall_s=wall_s)
         save_checkpoint(run_dir / CHECKPOINT, state)
 
     if cfg.train.eval_initial and not joint and not checkpoint:
@@ -169,19 +132,11 @@ def run(cfg: DictConfig) -> Path:
             strategy.eval(test_stream)
             save(int(experience.current_experience) + 1)
 
-    wall_s = earlier_wall_s + time.time() - start
-    write_report(
-        run_dir,
-        cfg=cfg,
-        spec=spec,
-        matrix=matrix,
-        usage=usage,
-        model=model,
-        writer=tb.writer if tb else None,
-    )
-    (run_dir / RUN_INFO).write_text(
-        json.dumps({"wall_s": wall_s, "resumed_from": finished if cfg.resume else None}) + "\n"
-    )
+    write_report(run_dir, cfg=cfg, exp=exp, writer=tb.writer if tb else None)
+    info = {"wall_s": earlier_wall_s + time.time() - start, "resumed_from": None}
+    if cfg.resume:
+        info["resumed_from"] = finished
+    (run_dir / RUN_INFO).write_text(json.dumps(info) + "\n")
     if tb is not None:
-        tb.writer.close()
+        tb.close()
     return run_dir

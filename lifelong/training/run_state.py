@@ -37,10 +37,9 @@ def optimizer_state(optimizer: torch.optim.Optimizer, model: nn.Module) -> dict:
     """The optimizer's state and groups keyed by parameter name: grown parameters are
     appended to the optimizer over time, so positions differ between runs, names do not."""
     names = {id(p): n for n, p in model.named_parameters()}
-    group_of = {
-        names[id(p)]: g for g, group in enumerate(optimizer.param_groups)
-        for p in group["params"] if id(p) in names
-    }  # fmt: skip
+    group_of = {}
+    for g, group in enumerate(optimizer.param_groups):
+        group_of.update({names[id(p)]: g for p in group["params"] if id(p) in names})
     return {
         "state": {names[id(p)]: s for p, s in optimizer.state.items() if id(p) in names and s},
         "groups": [{k: v for k, v in g.items() if k != "params"} for g in optimizer.param_groups],
@@ -70,10 +69,10 @@ def load_optimizer_state(optimizer, model: nn.Module, saved: dict) -> dict:
     return {n: named[n] for n in saved["group_of"]}
 
 
-CLOCK_COUNTERS = (
-    "train_iterations", "train_exp_counter", "train_exp_epochs", "train_exp_iterations",
-    "train_epoch_iterations", "total_iterations",
-)  # fmt: skip
+CLOCK_COUNTERS = tuple(
+    "train_iterations train_exp_counter train_exp_epochs train_exp_iterations "
+    "train_epoch_iterations total_iterations".split()
+)
 
 
 def capture(*, finished: int, strategy, metrics: dict, wall_s: float) -> dict:

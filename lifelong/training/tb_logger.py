@@ -9,14 +9,18 @@ of step ≥ purge_step written before it (``SummaryWriter(purge_step=...)``), so
 curve continues without duplicated or missing points.
 """
 
+import weakref
 from collections.abc import Callable
 
-from avalanche.logging import TensorboardLogger
+from avalanche.logging import BaseLogger, TensorboardLogger
 from torch.utils.tensorboard import SummaryWriter
 
 
 class ExperienceStepLogger(TensorboardLogger):
     """``TensorboardLogger`` writing to ``log_dir`` at step ``step_source()``.
+
+    The events file is opened on the first write, not here: a run is built (and can fail
+    on bad input) before its directory exists.
 
     Args:
         log_dir: the run directory.
@@ -25,15 +29,31 @@ class ExperienceStepLogger(TensorboardLogger):
         purge_step: when resuming, the first step whose old events are discarded.
     """
 
-    def __init__(self, log_dir, *, step_source: Callable[[], int] | None = None,
-                 purge_step: int | None = None):  # fmt: skip
-        self._purge_step = purge_step
-        self.step_source = step_source
-        super().__init__(tb_log_dir=log_dir)
+    def __init__(
+        self,
+        log_dir,
+        *,
+        step_source: Callable[[], int] | None = None,
+        purge_step: int | None = None,
+    ):
+        BaseLogger.__init__(self)  # not TensorboardLogger's: it would open the file now
+        self.log_dir, self.purge_step, self.step_source = log_dir, purge_step, step_source
+        self._writer: SummaryWriter | None = None
 
-    def _make_writer(self, tb_log_dir, filename_suffix):
-        return SummaryWriter(tb_log_dir, filename_suffix=filename_suffix,
-                             purge_step=self._purge_step)  # fmt: skip
+    @property
+    def writer(self) -> SummaryWriter:
+        return self.open()
+
+    def open(self) -> SummaryWriter:
+        """The writer, created with its events file on the first call."""
+        if self._writer is None:
+            self._writer = SummaryWriter(self.log_dir, purge_step=self.purge_step)
+            weakref.finalize(self, SummaryWriter.close, self._writer)  # as Avalanche's logger
+        return self._writer
+
+    def close(self):
+        if self._writer is not None:
+            self._writer.close()
 
     def log_single_metric(self, name, value, x_plot):
         step = x_plot if self.step_source is None else self.step_source()

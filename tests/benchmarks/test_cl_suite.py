@@ -75,7 +75,7 @@ def test_stream_method_overrides_apply_to_their_stream_only():
 def test_active_params_after_the_last_growth_are_equal_across_methods(stream, tmp_path):
     """The oracle is the report's own count (``active_params_per_token``) on each method's
     model, grown over the whole stream as a run grows it, not the sizing formulas."""
-    from lifelong.builders import build_model, build_stream_from_config
+    from lifelong.experiment import build_model, build_stream_from_config
     from lifelong.training.report import active_params_per_token
     from lifelong.training.run_state import grow_like_checkpoint
 

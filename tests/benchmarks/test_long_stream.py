@@ -20,7 +20,7 @@ TINY = [
     "model.peer.num_experts=16",
     "model.peer.heads=2",
     "model.peer.topk=2",
-    "growth.sub_keys=2",
+    "model.peer.grow_size=2",
 ]
 RECORD_KEYS = {
     "experience", "stages", "experts", "params", "trainable_params", "param_bytes",

@@ -70,9 +70,11 @@ def test_split_digits_other_group_sizes_and_bad_options():
         build_stream("split_digits", n_experiences=3)
     with pytest.raises(DataError, match="scenario='domain-il' is not supported; choose one of"):
         build_stream("split_digits", scenario="domain-il")
-    with pytest.raises(DataError, match="test_fraction must be a number strictly between 0 and 1"):
+    with pytest.raises(
+        DataError, match="test_fraction=1.5 must be a number strictly between 0 and 1"
+    ):
         build_stream("split_digits", test_fraction=1.5)
-    with pytest.raises(DataError, match="seed must be a non-negative integer"):
+    with pytest.raises(DataError, match="seed=-1 must be a non-negative integer"):
         build_stream("split_digits", seed=-1)
 
 

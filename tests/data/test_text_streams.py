@@ -85,7 +85,7 @@ def test_fixed_by_seed_and_options():
 def test_text_domains_errors():
     with pytest.raises(DataError, match="unknown text domain 'poetry'; choose from python, prose"):
         build_stream("text_domains", domains=["poetry"])
-    with pytest.raises(DataError, match="seq_len must be a positive integer, got 0"):
+    with pytest.raises(DataError, match="seq_len=0 must be a positive integer"):
         build_stream("text_domains", seq_len=0)
     with pytest.raises(DataError, match="domains must be a non-empty list of names"):
         build_stream("text_domains", domains="python")

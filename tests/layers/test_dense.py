@@ -58,7 +58,7 @@ def test_growth_keeps_every_old_stage_bit_exact():
         for s, y in enumerate(before):
             assert torch.equal(layer(x, stage=s), y), f"stage {s} changed"
     assert layer.stage_bounds == [5, 8, 10, 14] and layer.num_experts == 14
-    assert [layer.experts_at_stage(s) for s in range(4)] == [5, 8, 10, 14]
+    assert [layer.stage_bounds[s] for s in range(4)] == [5, 8, 10, 14]
     assert layer.active_params_per_token() == 2 * 6 * 14
 
 
@@ -172,7 +172,7 @@ def test_only_the_dense_ffn_is_an_expert_layer_for_the_usage_metrics():
 
 def test_bad_arguments_name_the_fix():
     layer = DenseFFN(6, hidden=5)
-    with pytest.raises(ValueError, match="num_units=0"):
+    with pytest.raises(ValueError, match="size=0"):
         layer.grow(0)
     with pytest.raises(ValueError, match="init='dense'"):
         layer.grow(2, init="dense")

@@ -5,18 +5,24 @@ import torch
 from avalanche.training import Naive
 from tiny_streams import tiny_benchmark
 
-from lifelong.builders import build_ffn
 from lifelong.config import load_config
+from lifelong.experiment import build_growing
+from lifelong.experiment.models import build_transformer
+from lifelong.layers import managed_parameters
 from lifelong.layers.dense import MLP, DenseFFN
 from lifelong.models.growing import GrowingExperts
 from lifelong.models.mlp import MLPClassifier
 from lifelong.optim import LazyAdamW
-from lifelong.training.freeze import FreezeSharedPlugin, growth_managed
+from lifelong.plugins import FreezeSharedPlugin
 
 
 def dense_model(policy="every_experience"):
     ffn = GrowingExperts(DenseFFN(16, hidden=8), policy=policy, grow_size=4)
     return MLPClassifier(in_features=10, num_classes=8, dim=16, ffn=ffn, head="multi")
+
+
+def managed_ids(model) -> set[int]:
+    return {id(p) for p in managed_parameters(model)}
 
 
 def strategy_for(model, plugins=()):
@@ -61,20 +67,25 @@ def test_never_policy_keeps_the_dense_layer_shared_and_ungrown():
     model = dense_model(policy="never")
     layer = model.ffn.layer
     strategy, _ = strategy_for(model, [FreezeSharedPlugin(["shared"])])
-    assert id(layer.fc1.weight) not in growth_managed(model)
+    assert id(layer.fc1.weight) not in managed_ids(model)
     for exp in tiny_benchmark(task_labels=(0, 1)).train_stream:
         strategy.train(exp)
     assert layer.num_stages == 1
     assert not layer.fc1.weight.requires_grad  # frozen as a shared parameter, as before
     growing = dense_model()  # a policy that may grow it: growth manages its units
-    assert id(growing.ffn.layer.fc1.weight) in growth_managed(growing)
+    assert id(growing.ffn.layer.fc1.weight) in managed_ids(growing)
 
 
-def test_run_config_grows_dense_by_growth_units_and_keeps_ordinary_blocks_plain():
-    cfg = load_config(None, ["model.ffn=dense", "model.dense_hidden=12"])
-    ffn = build_ffn(cfg, expert=True)
-    assert isinstance(ffn.layer, DenseFFN) and ffn.grow_size == 12  # default: initial width
-    cfg = load_config(None, ["model.ffn=dense", "model.dense_hidden=12", "growth.units=5"])
-    assert build_ffn(cfg, expert=True).grow_size == 5
-    plain = build_ffn(cfg, expert=False).layer
-    assert type(plain) is MLP and not hasattr(plain, "grow")
+def test_run_config_grows_dense_by_grow_size_and_keeps_ordinary_blocks_plain():
+    cfg = load_config(None, ["model.ffn=dense", "model.dense.hidden=12"])
+    ffn = build_growing(cfg)
+    assert isinstance(ffn.layer, DenseFFN) and ffn.grow_size is None
+    ffn.layer.grow(ffn.grow_size)  # None: as many units as its first stage
+    assert ffn.layer.stage_bounds == [12, 24]
+    cfg = load_config(None, ["model.ffn=dense", "model.dense.hidden=12", "model.dense.grow_size=5"])
+    assert build_growing(cfg).grow_size == 5
+    blocks = build_transformer(cfg, seq_len=8).blocks
+    experts = [b.ffn for b in blocks if isinstance(b.ffn, GrowingExperts)]
+    plain = [b.ffn for b in blocks if not isinstance(b.ffn, GrowingExperts)]
+    assert len(experts) == 1 and len(plain) == len(blocks) - 1
+    assert all(type(f) is MLP and not hasattr(f, "grow") for f in plain)

@@ -115,11 +115,13 @@ def test_aux_loss_equals_the_hand_computation():
     layer = TokenChoiceMoE(4, num_experts=2, hidden=3, aux_loss_weight=0.01)
     with torch.no_grad():
         layer.router[0].copy_(p.log().t())
-    y, aux = layer.forward_with_aux(torch.eye(4))
-    assert aux is layer.aux_loss and aux.dim() == 0 and aux.requires_grad
+    layer(torch.eye(4))
+    aux = layer.aux_loss
+    assert aux.dim() == 0 and aux.requires_grad
     assert float(aux.detach()) == pytest.approx(0.0115, rel=1e-5)
     layer.aux_loss_weight = 0.5
-    assert float(layer.forward_with_aux(torch.eye(4))[1].detach()) == pytest.approx(0.575, rel=1e-5)
+    layer(torch.eye(4))
+    assert float(layer.aux_loss.detach()) == pytest.approx(0.575, rel=1e-5)
 
 
 @pytest.mark.parametrize("topk", [1, 2])
@@ -172,7 +174,8 @@ LAYERS = {
 
 def train(layer, opt, steps, stage=None):
     for _ in range(steps):
-        y, aux = layer.forward_with_aux(torch.randn(4, 8, 8), stage=stage)
+        y = layer(torch.randn(4, 8, 8), stage=stage)
+        aux = layer.aux_loss
         loss = (y - torch.randn(4, 8, 8)).pow(2).mean() + (0 if aux is None else aux)
         loss.backward()
         opt.step()
@@ -330,7 +333,7 @@ def test_forward_and_grow_errors():
         layer(x, stage=torch.zeros(3, dtype=torch.long))
     with pytest.raises(ValueError, match=r"integer tensor"):
         layer(x, stage=torch.zeros(4))
-    with pytest.raises(ValueError, match=r"num_experts=0 must be a positive integer"):
+    with pytest.raises(ValueError, match=r"size=0 must be a positive integer"):
         layer.grow(0)
     with pytest.raises(ValueError, match=r"init='copy' is not supported.*dense.*random.*upcycle"):
         layer.grow(1, init="copy")

@@ -47,7 +47,7 @@ def test_bad_input_width_and_growth_arguments():
     layer = PEER(8, num_experts=16, topk=2)
     with pytest.raises(ValueError, match=r"x has shape \(4, 7\); expected \(\.\.\., 8\)"):
         layer(torch.randn(4, 7))
-    with pytest.raises(ValueError, match=r"num_sub_keys=0 must be a positive integer"):
+    with pytest.raises(ValueError, match=r"size=0 must be a positive integer"):
         layer.grow(0)
     with pytest.raises(ValueError, match=r"init='copy'.*random.*upcycle"):
         layer.grow(1, init="copy")

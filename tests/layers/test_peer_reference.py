@@ -61,7 +61,7 @@ def test_grown_layer_equals_reference_built_at_its_total_size():
     y_fast.pow(2).sum().backward()
     y_ref.pow(2).sum().backward()
     # Only the newest stage is trainable; its rows are the last ones in shell order.
-    lo = fast.experts_at_stage(1)
+    lo = fast.stage_bounds[1]
     order = paper_order(fast)[lo:]
     torch.testing.assert_close(fast.up[2].grad.to_dense(), ref.w_up_embed.weight.grad[order], **TOL)
     torch.testing.assert_close(

@@ -35,7 +35,7 @@ def test_retrieval_exact_after_growth_and_per_stage(growths):
     for stage in range(layer.num_stages):
         assert_exact(layer, x, stage=stage)
         _, idx = layer.retrieve(x, stage=stage)
-        assert int(idx.max()) < layer.experts_at_stage(stage)
+        assert int(idx.max()) < layer.stage_bounds[stage]
 
 
 def test_per_sample_stage_tensor():

@@ -4,7 +4,6 @@ import pytest
 import torch
 from avalanche.training import Naive, Replay
 from tiny_regularized import (
-    LMCrossEntropy,
     PenaltyRecorder,
     lm_benchmark,
     lm_model,
@@ -14,6 +13,7 @@ from tiny_regularized import (
 from tiny_streams import tiny_benchmark
 from torch import nn
 
+from lifelong.models import LMCrossEntropy
 from lifelong.optim import LazyAdamW
 from lifelong.regularizers import (
     DistillationRegularizer,

@@ -9,7 +9,7 @@ from torch import nn
 from lifelong.optim import LazyAdamW
 from lifelong.regularizers import shared_parameters, snapshot, weighted_distance
 
-# Growth-managed parameters, spelled out by name (independent of growth_managed()).
+# Growth-managed parameters, spelled out by name (independent of managed_parameters()).
 MANAGED_PREFIXES = ("ffn.layer.", "head.heads.", "blocks.0.ffn.layer.")
 
 

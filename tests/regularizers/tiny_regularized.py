@@ -12,13 +12,12 @@ from avalanche.benchmarks.utils import AvalancheDataset, DataAttribute
 from avalanche.benchmarks.utils.flat_data import ConstantSequence
 from avalanche.core import SupervisedPlugin
 from torch import nn
-from torch.nn import functional as F
 from torch.utils.data import TensorDataset
 
 from lifelong.layers import PEER
+from lifelong.models import Block, ByteTransformerLM
 from lifelong.models.growing import GrowingExperts
 from lifelong.models.mlp import MLPClassifier
-from lifelong.models.transformer import ByteTransformerLM
 
 
 def peer_model(head="multi", routing="task_aware"):
@@ -27,24 +26,11 @@ def peer_model(head="multi", routing="task_aware"):
     return MLPClassifier(in_features=10, num_classes=8, dim=16, ffn=ffn, head=head)
 
 
-class LMCrossEntropy(nn.Module):
-    """Mean next-byte cross-entropy: logits (B, T, V), targets (B, T)."""
-
-    def forward(self, logits, targets):
-        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1))
-
-
 def lm_model(seq_len=8):
     """(B, T) bytes -> (B, T, 256): one block whose FFN is a growing PEER."""
-    return ByteTransformerLM(
-        dim=16,
-        n_layers=1,
-        n_heads=2,
-        seq_len=seq_len,
-        make_ffn=lambda i, expert: GrowingExperts(
-            PEER(16, num_experts=16, heads=2, topk=2), grow_size=2
-        ),
-    )
+    ffn = GrowingExperts(PEER(16, num_experts=16, heads=2, topk=2), grow_size=2)
+    tok, pos = nn.Embedding(256, 16), nn.Embedding(seq_len, 16)
+    return ByteTransformerLM(tok=tok, pos=pos, blocks=[Block(16, 2, ffn)])
 
 
 def lm_benchmark(n_exp=2, n=32, seq_len=8):

@@ -93,6 +93,13 @@ def _scalar_steps(run_dir: Path) -> dict[str, list[int]]:
     return {tag: [e.step for e in acc.Scalars(tag)] for tag in acc.Tags()["scalars"]}
 
 
+def _next_second():
+    """TensorBoard reads a directory's event files in name order, and a name starts with
+    the second it was created in; within one second a per-process counter decides, as text
+    ('10' < '9'). A resumed process starts seconds later; one in-process run must wait."""
+    time.sleep(1.01 - time.time() % 1.0)
+
+
 def test_tensorboard_curves_continue_without_duplicates(tmp_path, monkeypatch):
     cfg = ["train.epochs=1", "stream.n_experiences=5"]
     reference = _scalar_steps(run(_config(tmp_path, "reference", *cfg)))
@@ -101,8 +108,10 @@ def test_tensorboard_curves_continue_without_duplicates(tmp_path, monkeypatch):
     # Fake what a kill mid-evaluation leaves behind: points past the checkpoint (x = 3).
     from torch.utils.tensorboard import SummaryWriter
 
+    _next_second()
     with SummaryWriter(tmp_path / "resumed") as stale:
         stale.add_scalar("Top1_Acc_Exp/eval_phase/test_stream/Task000/Exp000", 0.0, 3)
+    _next_second()
     resumed = _scalar_steps(run(_config(tmp_path, "resumed", *cfg, "resume=true")))
     assert resumed == reference
     curve = reference["Top1_Acc_Exp/eval_phase/test_stream/Task000/Exp000"]

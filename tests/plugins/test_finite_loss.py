@@ -5,7 +5,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from lifelong.training.nan_guard import FiniteLossPlugin, NonFiniteLossError
+from lifelong.plugins import FiniteLossPlugin, NonFiniteLossError
 
 
 def _strategy(loss: float, experience: int = 3, iteration: int = 17):

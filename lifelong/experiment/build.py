@@ -1,0 +1,103 @@
+"""``build_experiment``: everything a run needs, from one config, in one place.
+
+``lifelong run``, ``lifelong eval`` and the benchmarks all build their runs here, so a run
+and its benchmark cannot drift apart. Nothing is written to disk: a config, stream or
+model that is wrong fails here, before a run directory exists.
+"""
+
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from omegaconf import OmegaConf
+from torch import nn
+
+from ..data import StreamSpec, build_stream
+from ..metrics import run_metrics
+from ..models import LMCrossEntropy
+from ..optim import LazyAdamW
+from ..plugins import AuxLossPlugin, FiniteLossPlugin, FreezeSharedPlugin
+from .models import build_model
+from .strategy import build_regularization, build_strategy
+
+
+@dataclass
+class Experiment:
+    """The parts of a run, as ``build_experiment`` wired them."""
+
+    spec: StreamSpec  # the stream: benchmark, task, scenario, experience names
+    device: torch.device
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    criterion: nn.Module
+    metrics: dict  # name -> Avalanche plugin metric (``lifelong.metrics.RUN_METRICS``)
+    plugins: list  # the strategy's plugins in the order it calls them, evaluator last
+    strategy: object  # the Avalanche strategy
+
+
+def seed_everything(seed: int):
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device=cuda but no CUDA device is available; use device=auto or cpu")
+    if name not in ("cpu", "cuda"):
+        raise ValueError(f"device={name!r} is not supported; choose auto, cpu or cuda")
+    return torch.device(name)
+
+
+def build_stream_from_config(cfg) -> StreamSpec:
+    """The ``StreamSpec`` of a run config's ``stream`` group (``kind`` plus its options)."""
+    return build_stream(**OmegaConf.to_container(cfg.stream, resolve=True))
+
+
+def build_experiment(
+    cfg, *, loggers: Sequence = (), metrics: bool = True, first_plugins: Sequence = ()
+) -> Experiment:
+    """Seed, then build the stream, model, optimizer, criterion, metrics, plugins and
+    strategy of ``cfg``.
+
+    Args:
+        loggers: Avalanche loggers for the evaluator (TensorBoard, progress bars).
+        metrics: False evaluates with no metric (a benchmark that only times training).
+        first_plugins: plugins that run before the run's own, e.g. a timer.
+    """
+    from avalanche.evaluation.metrics import loss_metrics
+    from avalanche.training.plugins import EvaluationPlugin
+
+    seed_everything(cfg.seed)
+    spec = build_stream_from_config(cfg)
+    device = resolve_device(cfg.device)
+    model = build_model(cfg, spec)
+    criterion = LMCrossEntropy() if spec.task == "lm" else nn.CrossEntropyLoss()
+    t = cfg.train
+    optimizer = LazyAdamW(model.parameters(), lr=t.lr, weight_decay=t.weight_decay)
+    run = run_metrics(spec.task, model) if metrics else {}
+    extra = [loss_metrics(experience=True, stream=True)] if metrics else []
+    evaluator = EvaluationPlugin(*run.values(), *extra, loggers=list(loggers))
+    plugins = [
+        *first_plugins,
+        FreezeSharedPlugin(list(cfg.model.freeze_after_first)),
+        AuxLossPlugin(),
+        *build_regularization(cfg),
+        FiniteLossPlugin(),  # last: it checks the loss with every penalty added
+    ]
+    strategy = build_strategy(
+        cfg,
+        model=model,
+        optimizer=optimizer,
+        criterion=criterion,
+        evaluator=evaluator,
+        device=device,
+        plugins=plugins,
+    )
+    return Experiment(
+        spec, device, model, optimizer, criterion, run, list(strategy.plugins), strategy
+    )
