@@ -153,10 +153,14 @@ def main(argv=None):
         configs.append(("fast", max(args.sizes), True))
 
     passthrough = [
-        f"--dim={args.dim}", f"--key-dim={args.key_dim}",
-        f"--heads={args.heads}", f"--topk={args.topk}",
-        f"--tokens={args.tokens}", f"--steps={args.steps}", f"--growths={args.growths}",
-    ]  # fmt: skip
+        f"--dim={args.dim}",
+        f"--key-dim={args.key_dim}",
+        f"--heads={args.heads}",
+        f"--topk={args.topk}",
+        f"--tokens={args.tokens}",
+        f"--steps={args.steps}",
+        f"--growths={args.growths}",
+    ]
     records = []
     for impl, n, grown in configs:
         cmd = [

@@ -7,7 +7,10 @@ Every field has a comment; an unknown key, a wrong type or a missing file raises
 """
 
 import difflib
+import importlib
+import os
 import re
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -77,6 +80,9 @@ class LogConfig:
 
 @dataclass
 class RunConfig:
+    # Python modules imported before the config is read, e.g. one that registers a layer
+    # (docs/extending.md); a run's config.yaml keeps them, so eval and resume import them too.
+    imports: list[str] = field(default_factory=list)
     name: str = "default"  # run directory name under runs_dir
     runs_dir: str = "runs"
     # Continue the run in runs_dir/name from its last finished experience (its checkpoint),
@@ -184,14 +190,13 @@ def keys_named(message: str, prefix: str, keys) -> str:
 
 def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> DictConfig:
     """The schema, merged with the YAML at ``path`` (if any), then with ``key=value`` overrides."""
-    schema_cfg = schema()
-    layers = [schema_cfg]
-    if path is not None:
-        layers.extend(_load_yaml_chain(Path(path)))
+    layers = _load_yaml_chain(Path(path)) if path is not None else []
     bad = [o for o in overrides if "=" not in o]
     if bad:
         raise ConfigError(f"override '{bad[0]}' is not key=value (e.g. train.epochs=2)")
-    cfg = _merge(layers, schema_cfg)
+    _import_modules(layers, overrides)  # first: they may add layers, hence config groups
+    schema_cfg = schema()
+    cfg = _merge([schema_cfg, *layers], schema_cfg)
     for override in overrides:  # one at a time, so an error can name the override's key
         cfg = _merge([cfg, [override]], schema_cfg, key=override.split("=", 1)[0])
     if "kind" not in cfg.stream:
@@ -202,6 +207,27 @@ def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> Di
             f"choose one of {', '.join(_layer_names())} or register yours (docs/extending.md)"
         )
     return cfg
+
+
+def _import_modules(layers: list, overrides: list[str]) -> None:
+    """Import the modules that ``imports`` names in the YAML files or the overrides."""
+    imports = [OmegaConf.from_dotlist([o]) for o in overrides if o.split("=", 1)[0] == "imports"]
+    try:
+        names = OmegaConf.merge({"imports": []}, *layers, *imports).imports
+    except OmegaConfBaseException:
+        return  # the typed merge that follows names the problem
+    if not isinstance(names, ListConfig):
+        return  # likewise: imports must be a list
+    if names and os.getcwd() not in sys.path:
+        sys.path.append(os.getcwd())  # as `python -m` would; last, so it shadows nothing
+    for module in names:
+        try:
+            importlib.import_module(str(module))
+        except ImportError as err:
+            raise ConfigError(
+                f"imports: module '{module}' cannot be imported ({err}); install it or run "
+                f"from the folder that holds it"
+            ) from None
 
 
 def _merge(layers: list, schema, key: str = "") -> DictConfig:

@@ -1,14 +1,15 @@
 """Byte-level language-modelling streams: one experience per text domain.
 
-`text_domains` uses text every installation has (see text_sources); `text_files` the user's
-own files and folders. Each domain's bytes are split into disjoint train and test regions
-(byte_windows) and fixed windows of seq_len + 1 bytes are drawn from them with the seed:
-x = window[:-1], y = window[1:].
+`text_domains` uses text every installation has (see text_sources), or the user's own
+files and folders (`paths`; the stream kind `text_files` requires them). Each domain's
+bytes are split into disjoint train and test regions (byte_windows) and fixed windows of
+seq_len + 1 bytes are drawn from them with the seed: x = window[:-1], y = window[1:].
 """
 
 import math
 import os
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -64,18 +65,30 @@ def lm_stream(
     )
 
 
-def _check_lm_options(seq_len, train_sequences, test_sequences, seed, test_fraction, max_bytes):
-    positive_int("seq_len", seq_len)
-    positive_int("train_sequences", train_sequences)
-    positive_int("test_sequences", test_sequences)
+def _lm_options(
+    seq_len, train_sequences, test_sequences, seed, task_labels, test_fraction, max_bytes
+) -> dict:
+    """The options both text builders pass to ``lm_stream``, checked (``max_bytes`` too,
+    which each builder uses to read its domains)."""
     positive_int("max_bytes", max_bytes)
-    non_negative_int("seed", seed)
-    fraction("test_fraction", test_fraction)
+    return dict(
+        seq_len=positive_int("seq_len", seq_len),
+        train_sequences=positive_int("train_sequences", train_sequences),
+        test_sequences=positive_int("test_sequences", test_sequences),
+        seed=non_negative_int("seed", seed),
+        task_labels=task_labels,
+        test_fraction=fraction("test_fraction", test_fraction),
+    )
+
+
+DEFAULT_DOMAIN_NAMES = ("python", "prose", "c_headers", "csv")
 
 
 def text_domains(
     *,
-    domains: Sequence[str] = ("python", "prose", "c_headers", "csv"),
+    domains: Sequence[str] | None = DEFAULT_DOMAIN_NAMES,
+    paths: Sequence[str] | None = None,
+    names: Sequence[str] | None = None,
     seq_len: int = 64,
     train_sequences: int = 2048,
     test_sequences: int = 256,
@@ -84,9 +97,31 @@ def text_domains(
     test_fraction: float = 0.1,
     max_bytes: int = DEFAULT_MAX_BYTES,
 ) -> StreamSpec:
-    """The project's default stream: installed Python source, prose, C headers and CSV tables
-    (sources in lifelong/data/text_sources.py), at most max_bytes read per domain."""
-    _check_lm_options(seq_len, train_sequences, test_sequences, seed, test_fraction, max_bytes)
+    """One experience per text domain, at most ``max_bytes`` read per domain: the installed
+    texts named by ``domains`` (sources in lifelong/data/text_sources.py), or, given
+    ``paths``, the user's own files and folders, one domain each (a folder: all its regular
+    files, recursively, in sorted order; hidden names skipped; .gz decompressed), named by
+    ``names`` (default: the file's stem or the folder's name)."""
+    options = _lm_options(
+        seq_len, train_sequences, test_sequences, seed, task_labels, test_fraction, max_bytes
+    )
+    if paths is None and domains is None:
+        raise DataError(
+            "stream kind 'text_files' needs option 'paths'; pass paths=['a.txt', 'notes/'] "
+            "(in a config: stream.paths)"
+        )
+    if paths is None:
+        texts = _installed_texts(domains, max_bytes)
+    else:
+        texts = _user_texts(paths, names, max_bytes)
+    return lm_stream(texts, **options)
+
+
+# The same builder for the user's own files: `paths` is required.
+text_files = partial(text_domains, domains=None)
+
+
+def _installed_texts(domains, max_bytes: int) -> list[tuple[str, bytes]]:
     if isinstance(domains, str) or not domains:
         raise DataError(f"domains must be a non-empty list of names, got {domains!r}")
     texts = []
@@ -104,15 +139,7 @@ def text_domains(
                 "check the installation or leave the domain out"
             )
         texts.append((name, data))
-    return lm_stream(
-        texts,
-        seq_len=seq_len,
-        train_sequences=train_sequences,
-        test_sequences=test_sequences,
-        seed=seed,
-        task_labels=task_labels,
-        test_fraction=test_fraction,
-    )
+    return texts
 
 
 def _visible(name: str) -> bool:
@@ -126,21 +153,7 @@ def _path_files(path: Path):
     return walk_files(path, _visible, _visible)
 
 
-def text_files(
-    *,
-    paths: Sequence[str],
-    names: Sequence[str] | None = None,
-    seq_len: int = 64,
-    train_sequences: int = 2048,
-    test_sequences: int = 256,
-    seed: int = 0,
-    task_labels: bool = True,
-    test_fraction: float = 0.1,
-    max_bytes: int = DEFAULT_MAX_BYTES,
-) -> StreamSpec:
-    """The user's own text: one domain per path, a file or a folder (all its regular files,
-    recursively, in sorted order; hidden names skipped; .gz decompressed)."""
-    _check_lm_options(seq_len, train_sequences, test_sequences, seed, test_fraction, max_bytes)
+def _user_texts(paths, names, max_bytes: int) -> list[tuple[str, bytes]]:
     paths = [paths] if isinstance(paths, str | os.PathLike) else list(paths)
     if not paths:
         raise DataError("paths is empty; pass one file or folder per domain, e.g. paths=['a.txt']")
@@ -163,12 +176,4 @@ def text_files(
                 "add text there or leave the path out"
             )
         texts.append((name, data))
-    return lm_stream(
-        texts,
-        seq_len=seq_len,
-        train_sequences=train_sequences,
-        test_sequences=test_sequences,
-        seed=seed,
-        task_labels=task_labels,
-        test_fraction=test_fraction,
-    )
+    return texts

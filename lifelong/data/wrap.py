@@ -85,11 +85,4 @@ def from_benchmark(
             f"experience_names has {len(names)} entries for {len(train)} experiences; "
             "give one per experience"
         )
-    return StreamSpec(
-        benchmark=benchmark,
-        task=task,
-        scenario=scenario,
-        input_shape=input_shape,
-        num_classes=num_classes,
-        experience_names=names,
-    )
+    return StreamSpec(benchmark, task, scenario, input_shape, num_classes, names)

@@ -90,13 +90,7 @@ def build_experiment(
         FiniteLossPlugin(),  # last: it checks the loss with every penalty added
     ]
     strategy = build_strategy(
-        cfg,
-        model=model,
-        optimizer=optimizer,
-        criterion=criterion,
-        evaluator=evaluator,
-        device=device,
-        plugins=plugins,
+        cfg, model, optimizer, criterion, evaluator=evaluator, device=device, plugins=plugins
     )
     return Experiment(
         spec, device, model, optimizer, criterion, run, list(strategy.plugins), strategy

@@ -26,7 +26,7 @@ def build_regularization(cfg) -> list:
     return [RegularizationPlugin([regularizer], weights=[t.regularizer_lambda])]
 
 
-def build_strategy(cfg, *, model, optimizer, criterion, evaluator, device, plugins=()):
+def build_strategy(cfg, model, optimizer, criterion, *, evaluator, device, plugins=()):
     """The ``train.strategy``, over ``plugins`` (replay's memory goes first)."""
     from avalanche.training import EWC, JointTraining, LwF, Naive, SynapticIntelligence
     from avalanche.training.plugins import ReplayPlugin

@@ -25,6 +25,7 @@ from functools import partial
 from avalanche.evaluation.metric_results import MetricValue
 from torch import Tensor, nn
 
+from ..layers import GrowingLayer
 from .names import strategy_metric_name
 from .progress import TrainingProgress
 
@@ -32,11 +33,11 @@ ROOT_NAME = "root"  # name of the model itself when it is the expert layer
 
 
 def expert_layers(model: nn.Module) -> dict[str, nn.Module]:
-    """Module path -> module, for every module that can report its routing."""
+    """Module path -> module, for every growing layer (each reports its routing)."""
     return {
         name or ROOT_NAME: module
         for name, module in model.named_modules()
-        if callable(getattr(module, "register_routing_hook", None))
+        if isinstance(module, GrowingLayer)
     }
 
 

@@ -23,10 +23,22 @@ TINY = [
     "model.peer.grow_size=2",
 ]
 RECORD_KEYS = {
-    "experience", "stages", "experts", "params", "trainable_params", "param_bytes",
-    "trainable_param_bytes", "buffer_bytes", "optimizer_bytes", "frozen_optimizer_bytes",
-    "total_bytes", "live_tensor_bytes", "rss_bytes", "iterations", "step_s",
-}  # fmt: skip
+    "experience",
+    "stages",
+    "experts",
+    "params",
+    "trainable_params",
+    "param_bytes",
+    "trainable_param_bytes",
+    "buffer_bytes",
+    "optimizer_bytes",
+    "frozen_optimizer_bytes",
+    "total_bytes",
+    "live_tensor_bytes",
+    "rss_bytes",
+    "iterations",
+    "step_s",
+}
 
 
 def nbytes(tensors) -> int:

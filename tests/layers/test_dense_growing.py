@@ -2,8 +2,7 @@
 experience, the optimizer gets the new units, FreezeSharedPlugin leaves them to growth."""
 
 import torch
-from avalanche.training import Naive
-from tiny_streams import tiny_benchmark
+from tiny_streams import naive, tiny_benchmark
 
 from lifelong.config import load_config
 from lifelong.experiment import build_growing
@@ -12,7 +11,6 @@ from lifelong.layers import managed_parameters
 from lifelong.layers.dense import MLP, DenseFFN
 from lifelong.models.growing import GrowingExperts
 from lifelong.models.mlp import MLPClassifier
-from lifelong.optim import LazyAdamW
 from lifelong.plugins import FreezeSharedPlugin
 
 
@@ -26,11 +24,8 @@ def managed_ids(model) -> set[int]:
 
 
 def strategy_for(model, plugins=()):
-    opt = LazyAdamW(model.parameters(), lr=1e-2, weight_decay=0.01)
-    strategy = Naive(model=model, optimizer=opt, criterion=torch.nn.CrossEntropyLoss(),
-                     train_mb_size=16, train_epochs=2, eval_mb_size=32, evaluator=None,
-                     plugins=list(plugins))  # fmt: skip
-    return strategy, opt
+    strategy = naive(model, epochs=2, plugins=plugins, weight_decay=0.01, eval_mb_size=32)
+    return strategy, strategy.optimizer
 
 
 def stage_weights(layer, s):

@@ -1,7 +1,8 @@
 """Fixtures of the metric tests: one intra-op thread, and one shared Avalanche run."""
 
 import pytest
-from tiny_runs import classification_run, one_thread
+from tiny_runs import classification_run
+from tiny_streams import one_thread
 
 
 @pytest.fixture(autouse=True)

@@ -15,8 +15,8 @@ from tiny_runs import (
     byte_lm_benchmark,
     classification_benchmark,
     make_strategy,
-    one_thread,
 )
+from tiny_streams import one_thread
 from torch import nn
 
 from lifelong.layers import PEER

@@ -4,7 +4,6 @@ Data are random Gaussian blobs, one centre per class and experience, so training
 accuracy matrix and forgetting is visible; everything runs in a few seconds on 2 CPU cores.
 """
 
-import contextlib
 import types
 
 import torch
@@ -85,18 +84,6 @@ def classification_benchmark(
             out.append(_make_taskaware_tensor_classification_dataset(x, y, task_labels=e))
     bm = benchmark_from_datasets(train=train, test=test)
     return with_task_labels(bm) if task_aware else bm
-
-
-@contextlib.contextmanager
-def one_thread():
-    """Tiny models run faster on one intra-op thread, and much faster when other processes
-    load the 2 cores (OpenMP threads then wait on each other at every op)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def lm_dataset(seqs: torch.Tensor, targets: torch.Tensor, task: int) -> AvalancheDataset:

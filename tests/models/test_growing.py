@@ -3,7 +3,7 @@
 import pytest
 import torch
 from avalanche.training import EWC, LwF, Naive, Replay, SynapticIntelligence
-from tiny_streams import tiny_benchmark
+from tiny_streams import naive, tiny_benchmark
 
 from lifelong.layers import PEER
 from lifelong.models.growing import GrowingExperts
@@ -63,9 +63,7 @@ def test_growth_under_every_strategy_keeps_old_experts_and_optimizes_new_ones(na
 def test_frozen_query_keeps_batchnorm_statistics():
     model = peer_model()
     bn = model.ffn.layer.query[1]
-    opt = LazyAdamW(model.parameters(), lr=1e-2)
-    strategy = Naive(model=model, optimizer=opt, criterion=torch.nn.CrossEntropyLoss(),
-                     train_mb_size=16, train_epochs=1, evaluator=None)  # fmt: skip
+    strategy = naive(model)
     bm = tiny_benchmark()
     strategy.train(bm.train_stream[0])
     stats = bn.running_mean.clone(), bn.running_var.clone()
@@ -76,9 +74,7 @@ def test_frozen_query_keeps_batchnorm_statistics():
 
 def test_task_aware_routing_uses_the_stage_of_each_task():
     model = peer_model()
-    opt = LazyAdamW(model.parameters(), lr=1e-2)
-    strategy = Naive(model=model, optimizer=opt, criterion=torch.nn.CrossEntropyLoss(),
-                     train_mb_size=16, train_epochs=1, evaluator=None)  # fmt: skip
+    strategy = naive(model)
     for exp in tiny_benchmark(task_labels=(0, 1, 2)).train_stream:
         strategy.train(exp)
     stages = model.ffn.stages_for(torch.tensor([2, 0, 1, 7]))
@@ -88,9 +84,7 @@ def test_task_aware_routing_uses_the_stage_of_each_task():
 
 def test_new_task_label_policy_grows_only_for_new_labels():
     model = peer_model(policy="new_task_label")
-    opt = LazyAdamW(model.parameters(), lr=1e-2)
-    strategy = Naive(model=model, optimizer=opt, criterion=torch.nn.CrossEntropyLoss(),
-                     train_mb_size=16, train_epochs=1, evaluator=None)  # fmt: skip
+    strategy = naive(model)
     stages = []
     for exp in tiny_benchmark(task_labels=(0, 0, 1, 1)).train_stream:
         strategy.train(exp)
@@ -100,9 +94,7 @@ def test_new_task_label_policy_grows_only_for_new_labels():
 
 def test_never_policy_and_bad_arguments():
     model = peer_model(policy="never")
-    opt = LazyAdamW(model.parameters(), lr=1e-2)
-    strategy = Naive(model=model, optimizer=opt, criterion=torch.nn.CrossEntropyLoss(),
-                     train_mb_size=16, train_epochs=1, evaluator=None)  # fmt: skip
+    strategy = naive(model)
     for exp in tiny_benchmark().train_stream:
         strategy.train(exp)
     assert model.ffn.layer.num_stages == 1

@@ -17,8 +17,9 @@ def _strategy(loss: float, experience: int = 3, iteration: int = 17):
     )
 
 
-@pytest.mark.parametrize("value,kind", [(float("nan"), "nan"), (float("inf"), "inf"),
-                                        (float("-inf"), "inf")])  # fmt: skip
+@pytest.mark.parametrize(
+    "value,kind", [(float("nan"), "nan"), (float("inf"), "inf"), (float("-inf"), "inf")]
+)
 def test_non_finite_loss_names_its_kind_experience_and_iteration(value, kind):
     with pytest.raises(NonFiniteLossError) as err:
         FiniteLossPlugin().before_backward(_strategy(value))

@@ -6,8 +6,8 @@ import re
 from pathlib import Path
 
 import torch
-from tiny_regularized import PenaltyRecorder, one_thread, peer_model
-from tiny_streams import tiny_benchmark
+from tiny_regularized import PenaltyRecorder, peer_model
+from tiny_streams import naive, one_thread, tiny_benchmark
 from torch import nn
 
 from lifelong.regularizers import RegularizationPlugin, build_regularizer
@@ -41,9 +41,6 @@ def test_l1_example_is_zero_at_the_anchor_and_the_absolute_distance_away():
 
 
 def test_l1_example_trains_next_to_ewc_with_growth():
-    from avalanche.training import Naive
-
-    from lifelong.optim import LazyAdamW
 
     # The second block builds the plugin from the first block's class.
     namespace = custom_example()
@@ -54,9 +51,7 @@ def test_l1_example_trains_next_to_ewc_with_growth():
     assert [type(r).__name__ for r in plugin.regularizers] == ["L1Anchor", "EWCRegularizer"]
     model = peer_model()
     recorder = PenaltyRecorder(plugin)
-    strategy = Naive(model=model, optimizer=LazyAdamW(model.parameters(), lr=1e-2),
-                     criterion=nn.CrossEntropyLoss(), train_mb_size=16, train_epochs=2,
-                     evaluator=None, plugins=[plugin, recorder])  # fmt: skip
+    strategy = naive(model, epochs=2, plugins=[plugin, recorder])
     with one_thread():
         for exp in tiny_benchmark().train_stream:
             strategy.train(exp)

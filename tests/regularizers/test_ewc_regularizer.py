@@ -70,9 +70,13 @@ def test_fisher_matches_avalanche_ewc_importances():
     )
     ours = empirical_fisher(model, exp)
     theirs = EWCPlugin(1.0).compute_importances(
-        model, nn.CrossEntropyLoss(), torch.optim.SGD(model.parameters(), lr=0.1),
-        exp.dataset, "cpu", batch_size=4,
-    )  # fmt: skip
+        model,
+        nn.CrossEntropyLoss(),
+        torch.optim.SGD(model.parameters(), lr=0.1),
+        exp.dataset,
+        "cpu",
+        batch_size=4,
+    )
     assert set(ours) == set(theirs)
     for name, f in ours.items():
         torch.testing.assert_close(f, theirs[name].data)

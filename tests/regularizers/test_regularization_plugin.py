@@ -7,10 +7,9 @@ from tiny_regularized import (
     PenaltyRecorder,
     lm_benchmark,
     lm_model,
-    one_thread,
     peer_model,
 )
-from tiny_streams import tiny_benchmark
+from tiny_streams import naive, one_thread, tiny_benchmark
 from torch import nn
 
 from lifelong.models import LMCrossEntropy
@@ -99,10 +98,7 @@ def test_a_large_weight_holds_the_shared_parameters_near_the_anchor():
         torch.manual_seed(0)
         model = peer_model()
         reg = build_regularizer("l2")
-        opt = LazyAdamW(model.parameters(), lr=1e-2)
-        strat = Naive(model=model, optimizer=opt, criterion=nn.CrossEntropyLoss(),
-                      train_mb_size=16, train_epochs=2, evaluator=None,
-                      plugins=[RegularizationPlugin([reg], weights=[weight])])  # fmt: skip
+        strat = naive(model, epochs=2, plugins=[RegularizationPlugin([reg], weights=[weight])])
         bm = tiny_benchmark()
         with one_thread():
             strat.train(bm.train_stream[0])

@@ -1,12 +1,10 @@
 """Which parameters the regularisers act on, and how grown ones are matched."""
 
 import torch
-from avalanche.training import Naive
-from tiny_regularized import lm_model, one_thread, peer_model
-from tiny_streams import tiny_benchmark
+from tiny_regularized import lm_model, peer_model
+from tiny_streams import naive, one_thread, tiny_benchmark
 from torch import nn
 
-from lifelong.optim import LazyAdamW
 from lifelong.regularizers import shared_parameters, snapshot, weighted_distance
 
 # Growth-managed parameters, spelled out by name (independent of managed_parameters()).
@@ -15,9 +13,7 @@ MANAGED_PREFIXES = ("ffn.layer.", "head.heads.", "blocks.0.ffn.layer.")
 
 def grown(model, task_labels=(0, 1, 2)):
     """``model`` after Naive training over tiny experiences: PEER grown, heads added."""
-    opt = LazyAdamW(model.parameters(), lr=1e-2)
-    strategy = Naive(model=model, optimizer=opt, criterion=nn.CrossEntropyLoss(),
-                     train_mb_size=16, train_epochs=1, evaluator=None)  # fmt: skip
+    strategy = naive(model)
     for exp in tiny_benchmark(task_labels).train_stream:
         strategy.train(exp)
     return model

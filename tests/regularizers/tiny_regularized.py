@@ -3,8 +3,6 @@
 Streams come from tests/tiny_streams.py; ``peer_model`` follows tests/models/test_growing.py.
 """
 
-import contextlib
-
 import torch
 from avalanche.benchmarks.scenarios.dataset_scenario import benchmark_from_datasets
 from avalanche.benchmarks.scenarios.task_aware import with_task_labels
@@ -62,14 +60,3 @@ class PenaltyRecorder(SupervisedPlugin):
         self.penalties[-1].append(float(self.plugin.last_penalties[0]))
         with torch.no_grad():
             self.extra.append(float(strategy.loss - strategy.criterion()))
-
-
-@contextlib.contextmanager
-def one_thread():
-    """Tiny models run faster on one intra-op thread, above all on a shared machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)

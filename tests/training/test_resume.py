@@ -128,8 +128,12 @@ def test_eval_reproduces_the_last_matrix_row(tmp_path):
 def _cli(tmp_path, name, *extra) -> subprocess.Popen:
     args = [str(SMOKE), f"name={name}", f"runs_dir={tmp_path}", *QUIET, "train.epochs=40", *extra]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    return subprocess.Popen([sys.executable, "-m", "lifelong.cli", "run", *args], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
+    return subprocess.Popen(
+        [sys.executable, "-m", "lifelong.cli", "run", *args],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
 
 
 def test_sigkill_mid_experience_then_resume_equals_uninterrupted(tmp_path):
