@@ -11,6 +11,7 @@ The run defaults below are small (a CPU trains them in seconds); the layers' own
 defaults are the papers'.
 """
 
+import dataclasses
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -45,6 +46,15 @@ class LayerEntry:
     options: type
     adds: Callable[[GrowingLayer, Any], int]
     fit: Callable[..., dict] | None = None
+
+    def __post_init__(self):
+        options = self.options
+        dataclass_type = isinstance(options, type) and dataclasses.is_dataclass(options)
+        if not dataclass_type or "grow_size" not in {f.name for f in dataclasses.fields(options)}:
+            raise TypeError(
+                "LayerEntry.options must be a dataclass with the build's keyword arguments and "
+                "a grow_size field (what one growth adds); see docs/extending.md"
+            )
 
 
 class _Registration:

@@ -22,6 +22,7 @@ from ..layers import GrowingLayer
 
 GROWTH_POLICIES = ("every_experience", "new_task_label", "never")
 ROUTINGS = ("task_aware", "task_agnostic")
+EXPERT_INITS = ("random", "upcycle")  # what every built-in layer's grow() takes
 
 
 def grows_at(policy: str, labels: list[int], known: set[int]) -> bool:
@@ -73,7 +74,8 @@ class GrowingExperts(DynamicModule):
         self.layer = layer
         self.policy = one_of("policy", policy, GROWTH_POLICIES)
         self.routing = one_of("routing", routing, ROUTINGS)
-        self.grow_size, self.init, self.freeze_query = grow_size, init, freeze_query
+        self.init = one_of("init", init, EXPERT_INITS)
+        self.grow_size, self.freeze_query = grow_size, freeze_query
         # task label -> stage it was last trained on (-1: never trained). A buffer, so it
         # is saved with the model and the stage mapping survives a checkpoint.
         self.register_buffer("task_stage", torch.full((0,), -1, dtype=torch.long))

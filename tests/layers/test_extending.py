@@ -104,6 +104,8 @@ def test_registry_refuses_a_taken_or_bad_name():
         LAYERS.register("my-layer", ENTRY)
     with pytest.raises(TypeError, match="with a LayerEntry"):
         LAYERS.register("mine", ScaleExperts)
+    with pytest.raises(TypeError, match="a grow_size field"):
+        LayerEntry(build=ScaleExperts, options=dict, adds=lambda layer, size: size)
     assert "mine" not in LAYERS
 
 
