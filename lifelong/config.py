@@ -8,6 +8,7 @@ Every field has a comment; an unknown key, a wrong type or a missing file raises
 
 import difflib
 import importlib
+import inspect
 import os
 import re
 import sys
@@ -206,6 +207,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> Di
             f"model.ffn={cfg.model.ffn!r} is not a registered layer{_closest_name(cfg)}; "
             f"choose one of {', '.join(_layer_names())} or register yours (docs/extending.md)"
         )
+    _seed_the_stream(cfg)  # last: it imports the stream builders (and Avalanche)
     return cfg
 
 
@@ -238,6 +240,18 @@ def _merge(layers: list, schema, key: str = "") -> DictConfig:
         )
     except OmegaConfBaseException as err:
         raise ConfigError(_explain(err, schema, key)) from None
+
+
+def _seed_the_stream(cfg: DictConfig) -> None:
+    """``stream.seed`` defaults to the run's ``seed``, so that seeds vary everything random
+    (class order and split, permutations, text sampling), not only the initialisation; it
+    is written into the config, so config.yaml states the stream a run used."""
+    from .data import STREAMS
+
+    builder = STREAMS.get(cfg.stream.kind)
+    if builder is not None and "seed" not in cfg.stream:
+        if "seed" in inspect.signature(builder).parameters:
+            cfg.stream.seed = cfg.seed
 
 
 def _layer_names() -> list[str]:

@@ -10,7 +10,7 @@ def test_defaults_yaml_and_overrides_merge(tmp_path):
     path.write_text("name: mine\ntrain: {epochs: 7}\nstream: {kind: split_digits}\n")
     cfg = load_config(path, ["train.lr=0.5", "model.peer.topk=2", "stream.scenario=task-il"])
     assert (cfg.name, cfg.train.epochs, cfg.train.lr, cfg.model.peer.topk) == ("mine", 7, 0.5, 2)
-    assert cfg.stream == {"kind": "split_digits", "scenario": "task-il"}
+    assert cfg.stream == {"kind": "split_digits", "scenario": "task-il", "seed": 0}
     assert cfg.growth.policy == "every_experience"  # untouched defaults survive
 
 

@@ -1,6 +1,7 @@
 """Every shipped smoke config runs end to end and leaves what a researcher inspects."""
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -30,10 +31,19 @@ def test_smoke_config_runs_and_reports(name, tmp_path):
     n = len(metrics["experience_names"])
     assert len(matrix) == n and all(len(row) == n for row in matrix)
     headline = metrics["perplexity" if lm else "average_accuracy"]
-    assert headline == pytest.approx(sum(matrix[-1]) / n)
+    if not lm:
+        assert headline == pytest.approx(sum(matrix[-1]) / n)
     for key in ("forgetting", "bwt", "expert_usage", "kl_nonuniformity"):
         assert isinstance(metrics[key], float), key
     assert 0 < metrics["expert_usage"] <= 1 and metrics["kl_nonuniformity"] >= 0
+    assert 0 <= metrics["kl_nonuniformity_normalized"] <= 1
+    params = metrics["params"]
+    assert 0 < params["active_per_token"] < params["total"]
+    assert 0 < params["trainable"] < params["total"]  # growth froze the old stages
+    if lm:
+        bits = metrics["bits_per_byte_matrix"]
+        assert len(bits) == n and bits[-1] == pytest.approx([math.log2(v) for v in matrix[-1]])
+        assert headline == pytest.approx(2 ** (sum(bits[-1]) / n))  # the geometric mean
 
     assert (run_dir / "config.yaml").is_file()
     pngs = {p.name for p in run_dir.glob("*.png")}
@@ -54,13 +64,20 @@ def test_smoke_config_runs_and_reports(name, tmp_path):
 
 
 def test_split_digits_task_il_does_not_forget(tmp_path):
-    """Task-aware routing over frozen stages: earlier tasks keep their exact accuracy."""
+    """Task-aware routing over frozen stages: earlier tasks keep their exact accuracy. The
+    heads are masked to their task's two classes, so before training they score at chance
+    and forward transfer is measured against it."""
     cfg = load_config(CONFIGS / "split_digits_task_il_smoke.yaml", [f"runs_dir={tmp_path}"])
     metrics = json.loads((run(cfg) / "metrics.json").read_text())
     matrix = metrics["accuracy_matrix"]
     for j in range(len(matrix)):
         assert all(row[j] == matrix[j][j] for row in matrix[j:]), f"experience {j} changed"
     assert metrics["forgetting"] == 0.0
+    assert metrics["initial_accuracy"] == pytest.approx([0.5] * len(matrix), abs=0.1)
+    # One of the five task heads counts as active per token.
+    params = metrics["params"]
+    head = 64 * 10 + 10
+    assert params["total"] - params["active_per_token"] >= 4 * head
 
 
 @pytest.mark.parametrize("regularizer", ["ewc", "distill"])

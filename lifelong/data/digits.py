@@ -5,6 +5,8 @@ Handwritten Digits" test set as shipped with scikit-learn (sklearn/datasets/data
 gray levels 0-16 scaled to [0, 1], flattened to 64 features. Nothing is downloaded.
 """
 
+from collections.abc import Sequence
+
 import numpy as np
 import torch
 from sklearn.datasets import load_digits
@@ -38,8 +40,12 @@ def split_digits(
     n_experiences: int = 5,
     test_fraction: float = 0.2,
     seed: int = 0,
+    class_order: Sequence[int] | None = None,
 ) -> StreamSpec:
-    """Classes (0,1), (2,3), ... in that order, original labels 0-9 kept.
+    """Experience e holds the classes ``class_order[e·k : (e+1)·k]`` (k = 10 / n_experiences),
+    original labels 0-9 kept. ``class_order`` defaults to a permutation drawn from ``seed``
+    (as Avalanche's class-incremental benchmarks do), so seeds vary the class split too;
+    pass ``list(range(10))`` for the classic (0,1), (2,3), ...
 
     class-il: task label 0 everywhere; task-il: task label = experience index.
     """
@@ -53,10 +59,11 @@ def split_digits(
     x_tr, y_tr, x_te, y_te = digits_split(
         fraction("test_fraction", test_fraction), non_negative_int("seed", seed)
     )
+    order = _class_order(class_order, seed)  # (10,)
     per = NUM_CLASSES // n_experiences
     train, test, names = [], [], []
     for e in range(n_experiences):
-        classes = torch.arange(e * per, (e + 1) * per)
+        classes = order[e * per : (e + 1) * per].sort().values
         t = e if scenario == "task-il" else 0
         on_tr, on_te = torch.isin(y_tr, classes), torch.isin(y_te, classes)
         train.append(classification_dataset(x_tr[on_tr], y_tr[on_tr], t))
@@ -70,6 +77,20 @@ def split_digits(
         num_classes=NUM_CLASSES,
         experience_names=names,
     )
+
+
+def _class_order(class_order, seed: int) -> torch.Tensor:
+    """The given order of the 10 classes, checked, or one drawn from ``seed``."""
+    if class_order is None:
+        rng = np.random.default_rng([seed, 10])  # its own stream: the split uses seed alone
+        return torch.from_numpy(rng.permutation(NUM_CLASSES))
+    order = list(class_order)
+    if sorted(order) != list(range(NUM_CLASSES)):
+        raise DataError(
+            f"class_order={class_order!r} must list each class 0-9 once, e.g. "
+            f"class_order=[0,1,2,3,4,5,6,7,8,9]"
+        )
+    return torch.tensor(order)
 
 
 def permuted_digits(

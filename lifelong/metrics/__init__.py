@@ -9,7 +9,7 @@
 """
 
 from .continual import per_experience_forgetting, summarize_matrix
-from .experts import expert_usage, kl_nonuniformity, pool_grid, usage_grid
+from .experts import expert_usage, kl_nonuniformity, kl_normalized, pool_grid, usage_grid
 from .moe_metric import tokens_per_expert
 from .names import format_metric_name, strategy_metric_name
 from .plots import curves_png, matrix_png, usage_png, usage_rgb
@@ -35,6 +35,7 @@ __all__ = [
     "expert_usage",
     "format_metric_name",
     "kl_nonuniformity",
+    "kl_normalized",
     "matrix_png",
     "per_experience_forgetting",
     "pool_grid",

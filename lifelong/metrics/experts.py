@@ -58,6 +58,15 @@ def kl_nonuniformity(mass) -> float | None:
     return max(0.0, math.log(z.numel()) + float((nz * nz.log()).sum()))
 
 
+def kl_normalized(mass) -> float | None:
+    """KL(z || uniform) / log N, in [0, 1]: the KL of layers with different expert counts
+    on one scale (its maximum, log N, is reached when one expert takes everything). None
+    where the KL is None or N <= 1."""
+    kl = kl_nonuniformity(mass)
+    n = _mass(mass).numel()
+    return None if kl is None or n <= 1 else kl / math.log(n)
+
+
 def usage_grid(mass, num_sub_keys: int) -> Tensor:
     """(n, n) float64 grid with grid[i1, i2] = mass of the expert with sub-keys (i1, i2).
 

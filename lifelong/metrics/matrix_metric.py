@@ -8,7 +8,14 @@ collected by an Avalanche plugin metric, with its summaries (docs/design.md §5)
   TensorBoard curve is its forgetting curve.
 - At the end of an evaluation stream whose rows 0..i are complete it emits
   ``Average_Accuracy`` (``Average_Perplexity``), ``Forgetting``, ``BWT`` and ``FWT`` of
-  ``summarize_matrix`` at row i.
+  ``summarize_matrix`` at row i; for perplexity also ``Average_BitsPerByte`` and
+  ``Forgetting_BitsPerByte``.
+
+Perplexity is summarised in bits per byte too, ``log2`` of a cell's perplexity (the mean
+next-byte loss in bits): a language model's headline perplexity is the geometric mean over
+the experiences, ``2^mean(bits per byte)`` (exp of the mean loss), so one domain with a
+huge perplexity does not drown the others, and forgetting is also given as the rise in
+bits per byte (docs/design.md §5).
 
 Accuracy is correct/total of ``mb_output.argmax(-1) == mb_y``; perplexity is
 exp(Σ token NLL / tokens) from logits (B, T, V) and targets (B, T) (any (..., V) logits
@@ -18,6 +25,7 @@ model's device until the experience ends, so no per-batch device sync.
 """
 
 import math
+import statistics
 from pathlib import Path
 
 import torch
@@ -86,11 +94,20 @@ class ExperienceMatrix(TrainingProgress):
         return [self._initial[j] for j in range(T)]
 
     def summary(self) -> dict[str, float | None] | None:
-        """``summarize_matrix`` at the last complete row; None before the first one."""
+        """``summaries`` at the last complete row; None before the first one."""
         rows = self.matrix
-        if not rows:
-            return None
-        return summarize_matrix(rows, higher_is_better=self.higher_is_better, initial=self.initial)
+        return self.summaries(rows) if rows else None
+
+    def summaries(self, rows: list[list[float]]) -> dict[str, float | None]:
+        """``summarize_matrix`` of rows 0..i (average over j <= i); for perplexity the
+        average is the geometric mean, and ``bits_per_byte`` and ``forgetting_bits_per_byte``
+        summarise the matrix in bits per byte."""
+        out = summarize_matrix(rows, higher_is_better=self.higher_is_better, initial=self.initial)
+        if self.kind == "perplexity":
+            bits = summarize_matrix(bits_per_byte(rows), higher_is_better=False)
+            out["average"] = 2.0 ** bits["average"]
+            out.update(bits_per_byte=bits["average"], forgetting_bits_per_byte=bits["forgetting"])
+        return out
 
     def result(self) -> list[list[float]]:
         return self.matrix
@@ -104,14 +121,31 @@ class ExperienceMatrix(TrainingProgress):
         last complete row) and ``initial_accuracy``; None where there is no row yet."""
         rows = self.matrix
         summary = self.summary() or dict.fromkeys(("forgetting", "bwt", "fwt"))
-        return {
+        # The whole last row (the stream after the last training), not only j <= i: the
+        # same for a sequential run, and right for joint training's single row.
+        lm = self.kind == "perplexity"
+        last_bits = statistics.fmean(bits_per_byte(rows[-1:])[0]) if rows and lm else None
+        if not rows:
+            headline = None
+        elif lm:
+            headline = 2.0**last_bits  # the geometric mean of the last row
+        else:
+            headline = statistics.fmean(rows[-1])
+        out = {
             f"{self.kind}_matrix": rows,
-            self._average_key: sum(rows[-1]) / len(rows[-1]) if rows else None,
+            self._average_key: headline,
             "forgetting": summary["forgetting"],
             "bwt": summary["bwt"],
             "fwt": summary["fwt"],
             f"initial_{self.kind}": self.initial,
         }
+        if lm:
+            out.update(
+                bits_per_byte_matrix=bits_per_byte(rows),
+                bits_per_byte=last_bits,
+                forgetting_bits_per_byte=summary.get("forgetting_bits_per_byte"),
+            )
+        return out
 
     def save_plots(self, run_dir: Path) -> None:
         """``{kind}_matrix.png`` (the matrix) and ``forgetting_curves.png`` (one curve per
@@ -167,14 +201,14 @@ class ExperienceMatrix(TrainingProgress):
         rows = self.matrix
         if len(rows) < self.trained:
             return None  # rows 0..trained-1 are not all complete yet
-        summary = summarize_matrix(
-            rows[: self.trained], higher_is_better=self.higher_is_better, initial=self.initial
-        )
+        summary = self.summaries(rows[: self.trained])
         names = {
             "average": self.average_name,
             "forgetting": "Forgetting",
             "bwt": "BWT",
             "fwt": "FWT",
+            "bits_per_byte": "Average_BitsPerByte",
+            "forgetting_bits_per_byte": "Forgetting_BitsPerByte",
         }
         return [
             MetricValue(self, strategy_metric_name(names[key], strategy), value, self.trained)
@@ -193,6 +227,11 @@ class ExperienceMatrix(TrainingProgress):
 
     def _value(self) -> float:
         return score_value(self.kind, self._numerator, self._tokens)
+
+
+def bits_per_byte(rows: list[list[float]]) -> list[list[float]]:
+    """Perplexities -> bits per byte, ``log2`` of each cell (the mean loss in bits)."""
+    return [[math.log2(v) for v in row] for row in rows]
 
 
 def batch_score(kind: str, output: torch.Tensor, targets: torch.Tensor):

@@ -11,7 +11,8 @@ expert count at that time.
 
 Emitted (x = number of trained experiences; ``{layer}`` is the module path):
 - after each experience j: ``ExpertUsage/eval_phase/test_stream/Exp{j}/{layer}``,
-  ``KL_Nonuniformity/...`` and the same for ``.../{layer}/stage{s}`` (the experts stage s
+  ``KL_Nonuniformity/...``, ``KL_Nonuniformity_Normalized/...`` (KL / log N, comparable
+  across layers of different sizes) and the same for ``.../{layer}/stage{s}`` (the experts stage s
   added), plus ``ExpertUsageMap/.../Exp{j}/{layer}``, a heatmap of the √N x √N sub-key
   grid as an Avalanche ``TensorImage`` (TensorBoard logs it with ``add_image``; text
   loggers skip it);
@@ -24,21 +25,27 @@ import torch
 from avalanche.evaluation.metric_results import LoggingType, TensorImage
 from torch import Tensor, nn
 
-from .experts import expert_usage, kl_nonuniformity, pool_grid, usage_grid
+from .experts import expert_usage, kl_nonuniformity, kl_normalized, pool_grid, usage_grid
 from .plots import usage_png, usage_rgb
 from .routing_metric import RoutingMetric, expert_layers
 
 
+def _stats(mass: Tensor) -> dict:
+    return {
+        "usage": expert_usage(mass),
+        "kl": kl_nonuniformity(mass),
+        "kl_normalized": kl_normalized(mass),
+    }
+
+
 def usage_stats(mass: Tensor, bounds: list[int]) -> dict:
-    """{"usage", "kl", "per_stage": [{"usage", "kl"}, ...]} of a 1-D mass; per stage over
-    the experts that stage added (stage s: ids [bounds[s-1], bounds[s]), docs/design.md
-    §2). KL is None where no mass was routed."""
+    """{"usage", "kl", "kl_normalized", "per_stage": [{the same}, ...]} of a 1-D mass; per
+    stage over the experts that stage added (stage s: ids [bounds[s-1], bounds[s]),
+    docs/design.md §2). KL is None where no mass was routed; the normalised KL is KL / log N
+    over the experts counted."""
     starts = [0, *bounds[:-1]]
-    per_stage = [
-        {"usage": expert_usage(mass[lo:hi]), "kl": kl_nonuniformity(mass[lo:hi])}
-        for lo, hi in zip(starts, bounds, strict=True)
-    ]
-    return {"usage": expert_usage(mass), "kl": kl_nonuniformity(mass), "per_stage": per_stage}
+    per_stage = [_stats(mass[lo:hi]) for lo, hi in zip(starts, bounds, strict=True)]
+    return {**_stats(mass), "per_stage": per_stage}
 
 
 def _padded(mass: Tensor | None, size: int) -> Tensor:
@@ -58,7 +65,7 @@ def _mean(values) -> float | None:
 class ExpertUsageMetric(RoutingMetric):
     """Expert usage of the expert layers in ``model`` (default: ``strategy.model``).
 
-    ``latest_overall()``: {layer: {"usage", "kl", "per_stage": [{"usage", "kl"}, ...]}};
+    ``latest_overall()``: {layer: {"usage", "kl", "kl_normalized", "per_stage": [...]}};
     ``history`` entries: trained, experience, layer, "mass" ((N,) float64 CPU),
     "stage_bounds" and "num_sub_keys" (None for layers without a sub-key grid).
 
@@ -92,13 +99,14 @@ class ExpertUsageMetric(RoutingMetric):
 
     # ------------------------------------------------------------------------- report
     def report(self) -> dict:
-        """metrics.json figures: usage and KL of the last evaluation's stream-summed mass,
-        averaged over the expert layers (None without layers or values), and per layer
-        and stage under ``expert_layers``."""
+        """metrics.json figures: usage, KL and KL / log N of the last evaluation's
+        stream-summed mass, averaged over the expert layers (None without layers or
+        values), and per layer and stage under ``expert_layers``."""
         per_layer = self.latest_overall()
         return {
             "expert_usage": _mean(v["usage"] for v in per_layer.values()),
             "kl_nonuniformity": _mean(v["kl"] for v in per_layer.values()),
+            "kl_nonuniformity_normalized": _mean(v["kl_normalized"] for v in per_layer.values()),
             "expert_layers": per_layer,
         }
 
@@ -153,6 +161,8 @@ class ExpertUsageMetric(RoutingMetric):
             out.append(value("ExpertUsage", extra, st["usage"]))
             if st["kl"] is not None:
                 out.append(value("KL_Nonuniformity", extra, st["kl"]))
+            if st["kl_normalized"] is not None:
+                out.append(value("KL_Nonuniformity_Normalized", extra, st["kl_normalized"]))
         side = getattr(layer, "num_sub_keys", None)
         if self.heatmaps and side is not None:
             grid = pool_grid(usage_grid(mass, side), self.heatmap_max_side)  # (n', n')

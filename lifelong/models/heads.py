@@ -1,4 +1,5 @@
-"""One linear classification head per task label, added as task labels appear."""
+"""One linear classification head per task label, added as task labels appear, each masked
+to its task's classes."""
 
 import torch
 from avalanche.models import DynamicModule
@@ -6,13 +7,39 @@ from torch import Tensor, nn
 
 from ..data import experience_task_labels
 
+# The logit of a class outside a head's task: far below any real logit, so its probability
+# is exactly 0 in float32 (exp underflows below -104), yet finite, so that log-softmaxes
+# and KL divergences between two masked heads stay finite where -inf would give NaN.
+MASKED_LOGIT = -1e4
+
+
+class MaskedHead(nn.Linear):
+    """A task's head: a Linear over all classes whose output outside the task's classes
+    (``allowed``, a (num_classes,) bool buffer) is ``MASKED_LOGIT``. It starts at zero, so
+    before training it gives every allowed class the same logit and predicts the first:
+    on a balanced task that is chance, the baseline forward transfer needs (a random head
+    can land far from chance by correlating with the classes)."""
+
+    def __init__(self, dim: int, num_classes: int):
+        super().__init__(dim, num_classes)
+        with torch.no_grad():  # after nn.Linear's init: the generator advances as before
+            self.weight.zero_()
+            self.bias.zero_()
+        self.register_buffer("allowed", torch.zeros(num_classes, dtype=torch.bool))
+
+    def forward(self, h: Tensor) -> Tensor:
+        return super().forward(h).masked_fill(~self.allowed, MASKED_LOGIT)  # (B, C)
+
 
 class TaskHeads(DynamicModule):
     """h (B, dim), task_labels (B,) -> logits (B, num_classes) from each sample's task head.
 
     Heads are created in ``adaptation`` for every task label an experience carries, in
-    training and evaluation alike (evaluating a task not trained yet uses its fresh head).
-    A head only receives gradient from its own task's samples, so old heads stay intact.
+    training and evaluation alike (evaluating a task not trained yet uses its fresh head),
+    and each is masked to the classes its experiences have shown it: task-IL predicts among
+    the task's classes, so an untrained head scores at chance and forward transfer has a
+    meaningful baseline (docs/design.md §5). A head only receives gradient from its own
+    task's samples, so old heads stay intact.
     """
 
     def __init__(self, dim: int, num_classes: int):
@@ -23,13 +50,23 @@ class TaskHeads(DynamicModule):
     @torch.no_grad()
     def adaptation(self, experience):
         device = self._adaptation_device if len(list(self.parameters())) else None
+        classes = getattr(experience, "classes_in_this_experience", None)
         for t in experience_task_labels(experience):
             if str(t) not in self.heads:
-                self.heads[str(t)] = nn.Linear(self.dim, self.num_classes).to(device)
+                self.heads[str(t)] = MaskedHead(self.dim, self.num_classes).to(device)
+            allowed = self.heads[str(t)].allowed
+            if classes is None:  # a stream without class information: every class
+                allowed.fill_(True)
+            else:
+                allowed[torch.as_tensor(sorted(classes), device=allowed.device)] = True
 
     def managed_parameters(self) -> list[nn.Parameter]:
         """Every head: each sees only its own task's samples, so none is shared."""
         return list(self.parameters())
+
+    def active_params_per_token(self) -> int:
+        """One head: a sample goes through the head of its task only."""
+        return max((sum(p.numel() for p in h.parameters()) for h in self.heads.values()), default=0)
 
     def forward(self, h: Tensor, task_labels: Tensor) -> Tensor:
         out = h.new_empty(h.shape[0], self.num_classes)

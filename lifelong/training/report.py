@@ -2,7 +2,8 @@
 
 Every run metric (``lifelong.metrics.RUN_METRICS``) contributes its figures to
 metrics.json (``metric.report()``) and its PNGs (``metric.save_plots(run_dir)``); the run
-adds ``experience_names``, ``scenario`` and ``active_params_per_token``. docs/running.md
+adds ``experience_names``, ``scenario`` and ``params`` (total, trainable, active per
+token). docs/running.md
 lists the keys. Nothing in it depends on the machine's speed, so runs with the same seed
 write the same file (the wall time goes to ``run.json``).
 """
@@ -25,6 +26,17 @@ def active_params_per_token(model: nn.Module) -> int:
             total += module.active_params_per_token()
             counted.update(id(p) for p in module.parameters())
     return total + sum(p.numel() for p in model.parameters() if id(p) not in counted)
+
+
+def parameter_counts(model: nn.Module) -> dict[str, int]:
+    """{"total", "trainable", "active_per_token"}: every parameter (all grown stages and
+    heads), those that still train, and what one token uses (``active_params_per_token``)."""
+    params = list(model.parameters())
+    return {
+        "total": sum(p.numel() for p in params),
+        "trainable": sum(p.numel() for p in params if p.requires_grad),
+        "active_per_token": active_params_per_token(model),
+    }
 
 
 def _flat_hparams(cfg) -> dict:
@@ -53,7 +65,7 @@ def write_report(run_dir: Path, *, cfg, exp, writer) -> dict:
     result.update(
         experience_names=list(exp.spec.experience_names),
         scenario=exp.spec.scenario,
-        active_params_per_token=active_params_per_token(exp.model),
+        params=parameter_counts(exp.model),
     )
     (run_dir / "metrics.json").write_text(json.dumps(result, indent=2) + "\n")
 
@@ -64,7 +76,8 @@ def write_report(run_dir: Path, *, cfg, exp, writer) -> dict:
     if writer is not None:
         from torch.utils.tensorboard.summary import hparams
 
-        scalars = {f"final/{k}": v for k, v in result.items() if isinstance(v, (int, float))}
+        flat = {**result, **{f"params_{k}": v for k, v in result["params"].items()}}
+        scalars = {f"final/{k}": v for k, v in flat.items() if isinstance(v, (int, float))}
         for part in hparams(_flat_hparams(cfg), scalars):
             writer.file_writer.add_summary(part)
         step = exp.strategy.clock.train_exp_counter

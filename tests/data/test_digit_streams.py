@@ -20,7 +20,7 @@ def rows(x: torch.Tensor) -> set[bytes]:
 
 @pytest.mark.parametrize("scenario", ["class-il", "task-il"])
 def test_split_digits_classes_and_task_labels_per_experience(scenario):
-    spec = build_stream("split_digits", scenario=scenario)
+    spec = build_stream("split_digits", scenario=scenario, class_order=list(range(10)))
     assert (spec.task, spec.scenario, spec.input_shape, spec.num_classes) == (
         "classification",
         scenario,
@@ -40,6 +40,22 @@ def test_split_digits_classes_and_task_labels_per_experience(scenario):
             assert 0 <= x.min() and x.max() <= 1
             assert set(y.tolist()) == {2 * e, 2 * e + 1}
             assert set(t.tolist()) == {expected_t}
+
+
+def test_split_digits_class_order_is_drawn_from_the_seed_or_given():
+    orders = []
+    for seed in (0, 1):
+        spec = build_stream("split_digits", seed=seed)
+        classes = [sorted(exp.classes_in_this_experience) for exp in spec.benchmark.train_stream]
+        assert sorted(c for pair in classes for c in pair) == list(range(10))  # a partition
+        assert classes == [sorted(e.classes_in_this_experience) for e in spec.benchmark.test_stream]
+        orders.append(classes)
+    assert orders[0] != orders[1]
+    assert build_stream("split_digits", seed=0).experience_names[0] == "digits 1, 4"
+    given = build_stream("split_digits", class_order=[9, 8, 7, 6, 5, 4, 3, 2, 1, 0], seed=3)
+    assert given.experience_names[0] == "digits 8-9"
+    with pytest.raises(DataError, match="class_order=.* must list each class 0-9 once"):
+        build_stream("split_digits", class_order=[0, 0, 1, 2, 3, 4, 5, 6, 7, 8])
 
 
 def test_split_digits_is_a_disjoint_stratified_split_of_all_digits():
@@ -64,7 +80,7 @@ def test_split_digits_is_fixed_by_seed():
 
 
 def test_split_digits_other_group_sizes_and_bad_options():
-    spec = build_stream("split_digits", n_experiences=2)
+    spec = build_stream("split_digits", n_experiences=2, class_order=list(range(10)))
     assert spec.experience_names == ["digits 0-4", "digits 5-9"]
     with pytest.raises(DataError, match="n_experiences=3 equal groups; choose 1, 2, 5 or 10"):
         build_stream("split_digits", n_experiences=3)

@@ -58,17 +58,28 @@ def test_each_stage_covers_the_experts_it_added():
     stats = usage_stats(mass, [16, 25, 49])
     # stage 0: 1 of 16 experts, all its mass on one (KL = log 16); stage 1: ids 16 and 24,
     # 2 of 9, evenly (KL = log 9 + 2 · 1/2 log 1/2 = log 9 - log 2); stage 2: 1 of 24.
+    # The normalised KL divides by log N of the experts counted: 1 when one takes all.
     assert stats["per_stage"] == [
-        {"usage": 1 / 16, "kl": pytest.approx(math.log(16))},
-        {"usage": 2 / 9, "kl": pytest.approx(math.log(9) - math.log(2))},
-        {"usage": 1 / 24, "kl": pytest.approx(math.log(24))},
+        {"usage": 1 / 16, "kl": pytest.approx(math.log(16)), "kl_normalized": pytest.approx(1)},
+        {
+            "usage": 2 / 9,
+            "kl": pytest.approx(math.log(9) - math.log(2)),
+            "kl_normalized": pytest.approx(1 - math.log(2) / math.log(9)),
+        },
+        {"usage": 1 / 24, "kl": pytest.approx(math.log(24)), "kl_normalized": pytest.approx(1)},
     ]
     # Over all 49: 4 used, evenly: KL = log 49 - log 4.
     assert stats["usage"] == 4 / 49
     assert stats["kl"] == pytest.approx(math.log(49) - math.log(4))
-    # A stage that got no mass has zero usage and no KL.
+    assert stats["kl_normalized"] == pytest.approx(1 - math.log(4) / math.log(49))
+    # A stage that got no mass has zero usage and no KL; one expert has no normalised KL.
     only_first = torch.tensor([1.0, 3.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0])
-    assert usage_stats(only_first, [4, 9])["per_stage"][1] == {"usage": 0.0, "kl": None}
+    assert usage_stats(only_first, [4, 9])["per_stage"][1] == {
+        "usage": 0.0,
+        "kl": None,
+        "kl_normalized": None,
+    }
+    assert usage_stats(torch.tensor([2.0]), [1])["kl_normalized"] is None
 
 
 def test_usage_grid_places_each_expert_at_its_sub_key_pair():

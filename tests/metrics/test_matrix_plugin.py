@@ -159,9 +159,19 @@ def test_perplexity_matrix_of_a_byte_language_model():
     assert R[0][0] < initial[0] and R[1][0] > R[0][0]
     summary = summarize_matrix(R, higher_is_better=False, initial=initial)
     assert summary["forgetting"] == pytest.approx(R[1][0] - R[0][0]) and summary["forgetting"] > 0
+    # The stream's perplexity is the geometric mean (exp of the mean loss), in bits per byte
+    # too; forgetting is the rise in perplexity and, separately, in bits per byte.
     assert logger.values("Average_Perplexity/eval_phase/test_stream")[-1] == (
         2,
-        pytest.approx(summary["average"]),
+        pytest.approx(math.sqrt(R[1][0] * R[1][1])),
+    )
+    assert logger.values("Average_BitsPerByte/eval_phase/test_stream")[-1] == (
+        2,
+        pytest.approx((math.log2(R[1][0]) + math.log2(R[1][1])) / 2),
+    )
+    assert logger.values("Forgetting_BitsPerByte/eval_phase/test_stream")[-1] == (
+        2,
+        pytest.approx(math.log2(R[1][0]) - math.log2(R[0][0])),
     )
     assert logger.values("Perplexity_Exp/eval_phase/test_stream/Task001/Exp001")[-1][0] == 2
 

@@ -2,6 +2,7 @@
 ``save_plots`` (the PNGs) against values computed here from the metric's own records."""
 
 import json
+import math
 import types
 
 import pytest
@@ -115,7 +116,8 @@ def test_classification_reports(classification):
     assert None not in figures  # two rows and an initial evaluation: all are defined
 
     report = usage.report()
-    assert list(report) == ["expert_usage", "kl_nonuniformity", "expert_layers"]
+    keys = ["expert_usage", "kl_nonuniformity", "kl_nonuniformity_normalized", "expert_layers"]
+    assert list(report) == keys
     layers = report["expert_layers"]
     assert layers == usage.latest_overall() and list(layers) == ["blocks.0", "blocks.1"]
     assert report["expert_usage"] == pytest.approx(
@@ -123,6 +125,13 @@ def test_classification_reports(classification):
     )
     assert report["kl_nonuniformity"] == pytest.approx(
         (layers["blocks.0"]["kl"] + layers["blocks.1"]["kl"]) / 2
+    )
+    # KL / log N puts the 16-expert PEER and the 4-expert MoE on one scale.
+    peer, moe_layer = layers["blocks.0"], layers["blocks.1"]
+    assert peer["kl_normalized"] == pytest.approx(peer["kl"] / math.log(16))
+    assert moe_layer["kl_normalized"] == pytest.approx(moe_layer["kl"] / math.log(4))
+    assert report["kl_nonuniformity_normalized"] == pytest.approx(
+        (peer["kl_normalized"] + moe_layer["kl_normalized"]) / 2
     )
 
     report = moe.report()
@@ -164,14 +173,26 @@ def test_classification_plots(classification, tmp_path, monkeypatch):
 def test_lm_run_without_expert_layers(lm, tmp_path):
     matrix, usage, moe = lm.metrics.values()
     report = matrix.report()
-    assert list(report) == matrix_keys("perplexity", "perplexity")
+    bits_keys = ["bits_per_byte_matrix", "bits_per_byte", "forgetting_bits_per_byte"]
+    assert list(report) == [*matrix_keys("perplexity", "perplexity"), *bits_keys]
     R = matrix.matrix
-    assert report["perplexity"] == pytest.approx(sum(R[-1]) / 2) and report["perplexity"] > 1
+    # The headline is the geometric mean of the last row: exp of the mean loss.
+    assert report["perplexity"] == pytest.approx(math.sqrt(R[-1][0] * R[-1][1]))
+    assert report["perplexity"] > 1
+    bits = [[math.log(v) / math.log(2) for v in row] for row in R]
+    assert [pytest.approx(row) for row in bits] == report["bits_per_byte_matrix"]
+    assert report["bits_per_byte"] == pytest.approx((bits[-1][0] + bits[-1][1]) / 2)
+    assert report["forgetting_bits_per_byte"] == pytest.approx(bits[1][0] - bits[0][0])
     summary = summarize_matrix(R, higher_is_better=False, initial=matrix.initial)
     assert [report[k] for k in ("forgetting", "bwt", "fwt")] == pytest.approx(
         [summary["forgetting"], summary["bwt"], summary["fwt"]]
     )
-    assert usage.report() == {"expert_usage": None, "kl_nonuniformity": None, "expert_layers": {}}
+    assert usage.report() == {
+        "expert_usage": None,
+        "kl_nonuniformity": None,
+        "kl_nonuniformity_normalized": None,
+        "expert_layers": {},
+    }
     assert moe.report() == {}  # no MoE layer: metrics.json keeps its keys
     for metric in lm.metrics.values():
         metric.save_plots(tmp_path)
@@ -186,7 +207,12 @@ def test_reports_before_any_evaluation():
     assert matrix.report() == dict.fromkeys(matrix_keys("accuracy", "average_accuracy")) | {
         "accuracy_matrix": []
     }
-    assert usage.report() == {"expert_usage": None, "kl_nonuniformity": None, "expert_layers": {}}
+    assert usage.report() == {
+        "expert_usage": None,
+        "kl_nonuniformity": None,
+        "kl_nonuniformity_normalized": None,
+        "expert_layers": {},
+    }
     assert moe.report() == {}
 
 

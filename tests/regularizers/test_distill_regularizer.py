@@ -18,7 +18,7 @@ def kl_by_hand(current, previous, temperature):
     """T²·mean over rows of Σ_v p_v (log p_v - log q_v), p = softmax(prev/T), q = softmax(cur/T)."""
     p = torch.softmax(previous / temperature, dim=-1)
     log_q = torch.log_softmax(current / temperature, dim=-1)
-    per_row = (p * (p.log() - log_q)).sum(-1)
+    per_row = (torch.special.xlogy(p, p) - p * log_q).sum(-1)  # 0·log 0 = 0 (masked classes)
     return per_row.mean() * temperature**2
 
 
@@ -88,6 +88,8 @@ def test_previous_labels_distil_through_old_task_heads():
     model = peer_model()
     bm = tiny_benchmark()
     avalanche_model_adaptation(model, bm.train_stream[0])  # head 0, PEER stage 0
+    with torch.no_grad():  # as if trained: a new head starts at zero, every logit equal
+        model.head.heads["0"].weight.normal_()
     reg = DistillationRegularizer(temperature=T, labels="previous")
     reg.after_experience(model, ended([0]))
     avalanche_model_adaptation(model, bm.train_stream[1])  # head 1, PEER stage 1
