@@ -1,12 +1,17 @@
-"""The method × stream table: average accuracy (perplexity), forgetting, wall time.
+"""The method × stream table: accuracy (perplexity), forgetting, parameters, routing.
 
-    python benchmarks/cl_suite.py --quick                 # ~10 min on 2 cores
-    python benchmarks/cl_suite.py --json cl_suite.json    # the full suite, 3 seeds
+    python benchmarks/cl_suite.py --quick                 # every cell, fewer epochs
+    python benchmarks/cl_suite.py --json cl_suite.json    # the full suite, 5 seeds
 
 Each cell runs ``lifelong run`` in-process with the stream's config from ``configs/`` plus
-the method's overrides, for every seed, and reports mean ± std over seeds. Writes
+the method's overrides, for every seed, and reports mean ± std over seeds. The seed is the
+run's and the stream's (``stream.seed`` follows ``seed``), so seeds give independent class
+orders, permutations and text samples. A method runs only where its routing means
+something: a row that reads the task label at test time only on streams that give one,
+and a label-free row wherever labels are absent at test time. Every method's widths are
+sized to the stream's PEER layer after its last growth (docs/benchmarks.md). Writes
 ``docs/results.md`` (``--results`` to change) and, with ``--json``, one record per cell.
-Hyper-parameters come from the configs; nothing is tuned on the test stream.
+Nothing is tuned: every hyper-parameter is the config's or the method's own definition.
 """
 
 import argparse
@@ -16,9 +21,15 @@ import statistics
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+
+LABELLED = frozenset({"task-il", "lm"})  # the task label is given at test time
+LABEL_FREE = frozenset({"class-il", "domain-il", "lm"})  # a row may ignore it (lm: no heads)
+EVERY = LABELLED | LABEL_FREE
+SHARED = frozenset({"class-il", "domain-il", "lm"})  # streams whose models share parameters
 
 # stream name -> (config, scenario, overrides for --quick)
 STREAMS = {
@@ -32,38 +43,80 @@ STREAMS = {
     ),
 }
 
-DENSE = ["model.ffn=dense", "growth.policy=never", "model.freeze_after_first=[]"]
-# method -> overrides on the stream's config (None: not applicable to language models)
-METHODS = {
-    "dense naive": DENSE,
-    # The library's shared-parameter regularisers (docs/regularizers.md); for a dense model
-    # every parameter is shared. λ: EWC 100 (Kirkpatrick et al. use 10²-10⁴), LwF 1.
-    "dense EWC": [*DENSE, "train.regularizer=ewc", "train.regularizer_lambda=100"],
-    "dense LwF": [*DENSE, "train.regularizer=distill", "train.regularizer_lambda=1"],
-    "dense replay": [*DENSE, "train.strategy=replay"],
-    "joint (upper bound)": [*DENSE, "train.strategy=joint"],
-    "MoE + growth": ["model.ffn=moe"],
-    "PKM + growth": ["model.ffn=pkm"],
-    "PEER + growth, task-aware": ["growth.routing=task_aware"],
-    "PEER + growth, task-agnostic": ["growth.routing=task_agnostic"],
-    "PEER + growth + replay": ["train.strategy=replay"],
-}
-NOT_FOR_LM: set[str] = set()  # every method here also runs on the language-model stream
-# (stream, method) -> overrides added after the method's own: settings chosen on a
-# validation split of that stream's training data (never its test stream).
-STREAM_METHOD_OVERRIDES = {
-    # scripts/tune_class_il.py, best on validation at --quick and at full length. With one
-    # task label, new classes reach the new experts only through the query network, which a
-    # frozen query (and its BatchNorm statistics from classes 0-1) cannot do: every class is
-    # routed to a few stage-0 experts. Replay shows the query the old classes too, which
-    # keeps their routing.
-    ("split_digits_class_il", "PEER + growth + replay"): ["growth.freeze_query=false"],
-}
+
+@dataclass(frozen=True)
+class Method:
+    name: str
+    overrides: tuple[str, ...]  # on the stream's config
+    scenarios: frozenset[str] = EVERY  # where it runs
+    why: str = ""  # for docs/results.md
 
 
-def method_overrides(stream: str, method: str) -> list[str]:
-    """The method's overrides on one stream."""
-    return [*METHODS[method], *STREAM_METHOD_OVERRIDES.get((stream, method), [])]
+DENSE = ("model.ffn=dense", "growth.policy=never", "model.freeze_after_first=[]")
+UNFROZEN = ("model.freeze_after_first=[]",)  # shared parameters trained (and regularised)
+# Regulariser weights: EWC 100 (Kirkpatrick et al. use 10²-10⁴), distillation 1 (LwF), L2 1.
+EWC = ("train.regularizer=ewc", "train.regularizer_lambda=100")
+DISTILL = ("train.regularizer=distill", "train.regularizer_lambda=1")
+L2 = ("train.regularizer=l2", "train.regularizer_lambda=1")
+
+METHODS = [
+    Method("dense naive", DENSE),
+    Method("dense EWC", (*DENSE, *EWC)),
+    Method("dense LwF", (*DENSE, *DISTILL)),
+    Method("dense replay", (*DENSE, "train.strategy=replay")),
+    Method("joint (upper bound)", (*DENSE, "train.strategy=joint")),
+    Method(
+        "frozen backbone",
+        ("model.ffn=dense", "growth.policy=never", "model.freeze_after_first=[shared]"),
+        why="the dense FFN (and everything shared) frozen after the first experience",
+    ),
+    Method(
+        "dense growth",
+        ("model.ffn=dense", "model.dense.grow_size=4"),
+        why="DenseFFN grows 4 units per experience, routed as PEER is",
+    ),
+    Method("MoE + growth", ("model.ffn=moe",)),
+    Method(
+        "Lifelong-MoE",
+        ("model.ffn=moe", *UNFROZEN, *DISTILL),
+        why="MoE growth, shared parameters distilled (Chen et al. 2023)",
+    ),
+    Method("PKM + growth", ("model.ffn=pkm",)),
+    Method(
+        "PEER + growth, task label at test",
+        ("growth.routing=task_aware",),
+        LABELLED,
+        why="each sample uses the stage of its task label",
+    ),
+    Method(
+        "PEER + growth, no task label",
+        ("growth.routing=task_agnostic",),
+        LABEL_FREE,
+        why="every sample uses all experts",
+    ),
+    Method("PEER + growth + replay", ("train.strategy=replay",)),
+    Method(
+        "PEER + growth + replay, query trained",
+        ("train.strategy=replay", "growth.freeze_query=false"),
+        frozenset({"class-il", "domain-il"}),
+        why="replay shows the query old data, so it keeps training",
+    ),
+    Method("PEER + growth, shared L2", (*UNFROZEN, *L2), SHARED),
+    Method("PEER + growth, shared EWC", (*UNFROZEN, *EWC), SHARED),
+    Method("PEER + growth, shared distilled", (*UNFROZEN, *DISTILL), SHARED),
+    Method(
+        "PEER + growth in every block",
+        ("model.expert_blocks=[0,1]",),
+        frozenset({"lm"}),
+        why="both transformer blocks' FFNs are growing PEER layers",
+    ),
+]
+BY_NAME = {m.name: m for m in METHODS}
+
+
+def methods_for(stream: str) -> list[Method]:
+    scenario = STREAMS[stream][1]
+    return [m for m in METHODS if scenario in m.scenarios]
 
 
 @functools.cache
@@ -90,8 +143,8 @@ def equalize_active_params(cfg, growths: int):
     """Every method on a stream gets the active parameters per token of the stream's PEER
     layer after its ``growths`` growths (each adds model.peer.grow_size sub-keys per side,
     all scored), so the baselines never have fewer than PEER at any experience: the
-    layer's registry ``fit`` sets its width (the dense FFN's units, the MoE experts' width
-    with its own grown router rows counted, PKM's topk)."""
+    layer's registry ``fit`` sets its width (the dense FFN's units, net of what it grows;
+    the MoE experts' width with its own grown router rows counted; PKM's topk)."""
     from lifelong.experiment import fitted_options
 
     m = cfg.model
@@ -109,7 +162,7 @@ def cell_config(stream: str, method: str, seed: int, quick: bool, runs_dir: Path
     config, _, quick_overrides = STREAMS[stream]
     overrides = [
         *(quick_overrides if quick else []),
-        *method_overrides(stream, method),
+        *BY_NAME[method].overrides,
         f"seed={seed}",
         f"runs_dir={runs_dir}",
         f"name={stream}-{method.replace(' ', '_').replace(',', '')}-{seed}",
@@ -131,7 +184,8 @@ def run_cell(stream: str, method: str, seed: int, quick: bool, runs_dir: Path) -
     metrics = json.loads((run_dir / "metrics.json").read_text())
     metrics["wall_s"] = time.time() - t0
     if cfg.model.ffn == "dense":  # not an expert layer: every token uses every hidden unit
-        metrics["expert_usage"] = metrics["kl_nonuniformity"] = None
+        for key in ("expert_usage", "kl_nonuniformity", "kl_nonuniformity_normalized"):
+            metrics[key] = None
     return metrics
 
 
@@ -140,6 +194,17 @@ def _mean_std(values):
     if not values:
         return None
     return [statistics.fmean(values), statistics.pstdev(values) if len(values) > 1 else 0.0]
+
+
+FIGURES = (
+    "forgetting",
+    "forgetting_bits_per_byte",
+    "bits_per_byte",
+    "wall_s",
+    "expert_usage",
+    "kl_nonuniformity",
+    "kl_nonuniformity_normalized",
+)
 
 
 def summarize(stream: str, method: str, runs: list[dict]) -> dict:
@@ -151,11 +216,9 @@ def summarize(stream: str, method: str, runs: list[dict]) -> dict:
         "method": method,
         "seeds": len(runs),
         headline: _mean_std([r[headline] for r in runs]),
-        "forgetting": _mean_std([r["forgetting"] for r in runs]),
-        "wall_s": _mean_std([r["wall_s"] for r in runs]),
-        "expert_usage": _mean_std([r["expert_usage"] for r in runs]),
-        "kl_nonuniformity": _mean_std([r["kl_nonuniformity"] for r in runs]),
-        "active_params_per_token": runs[0]["active_params_per_token"],
+        **{key: _mean_std([r.get(key) for r in runs]) for key in FIGURES},
+        "params_total": runs[0]["params"]["total"],
+        "params_active_per_token": runs[0]["params"]["active_per_token"],
     }
     return record
 
@@ -172,9 +235,10 @@ def markdown(records: list[dict], quick: bool, seeds: int) -> str:
         "",
         "Written by `python benchmarks/cl_suite.py"
         + (" --quick" if quick else "")
-        + f"` ({seeds} seed{'s' if seeds > 1 else ''}, mean ± std; 2-core CPU). "
-        "Configs and hyper-parameters are the ones in `configs/` and the method overrides in "
-        "`benchmarks/cl_suite.py`; nothing was tuned on the test stream.",
+        + f"` ({seeds} seed{'s' if seeds > 1 else ''}, mean ± std over seeds, each seed its "
+        "own stream; 2-core CPU). Configs and hyper-parameters are the ones in `configs/` "
+        "and the method overrides in `benchmarks/cl_suite.py`; nothing was tuned on the "
+        "test stream or per method. Methods and budgets: `docs/benchmarks.md`.",
         "",
     ]
     for stream, (config, scenario, _) in STREAMS.items():
@@ -182,33 +246,37 @@ def markdown(records: list[dict], quick: bool, seeds: int) -> str:
         if not rows:
             continue
         lm = scenario == "lm"
-        head = "perplexity ↓" if lm else "average accuracy ↑"
-        key = "perplexity" if lm else "average_accuracy"
-        forget = "forgetting (perplexity rise) ↓" if lm else "forgetting ↓"
-        params = sorted({r["active_params_per_token"] for r in rows})
-        spread = (params[-1] - params[0]) / params[-1]
-        lines += [
-            f"## {stream} ({scenario}, `configs/{config}`)",
-            "",
-            "Active parameters per token after the last experience: "
-            + (
-                f"{params[0]:,}, equal across methods"
-                if spread == 0
-                else f"{params[0]:,}–{params[-1]:,} (equal within {100 * spread:.1f}%)"
-            )
-            + " (the baselines are sized to PEER's count after its last growth, so they "
-            "never have fewer at any experience).",
-            "",
-            f"| method | {head} | {forget} | expert usage | KL | wall s | active params |",
-            "|---|---|---|---|---|---|---|",
-        ]
+        lines += [f"## {stream} ({scenario}, `configs/{config}`)", ""]
+        if lm:
+            lines += [
+                "| method | perplexity ↓ | bits/byte ↓ | forgetting: perplexity rise ↓ | "
+                "forgetting: bits/byte rise ↓ | usage | KL / log N | params | active/token "
+                "| wall s |",
+                "|---|---|---|---|---|---|---|---|---|---|",
+            ]
+        else:
+            lines += [
+                "| method | average accuracy ↑ | forgetting ↓ | usage | KL / log N | params "
+                "| active/token | wall s |",
+                "|---|---|---|---|---|---|---|---|",
+            ]
         for r in rows:
-            digits = 2 if lm else 3
-            lines.append(
-                f"| {r['method']} | {_fmt(r[key], digits)} | {_fmt(r['forgetting'], digits)} | "
-                f"{_fmt(r['expert_usage'])} | {_fmt(r['kl_nonuniformity'], 2)} | "
-                f"{_fmt(r['wall_s'], 1)} | {r['active_params_per_token']:,} |"
+            common = (
+                f"{_fmt(r['expert_usage'])} | {_fmt(r['kl_nonuniformity_normalized'])} | "
+                f"{r['params_total']:,} | {r['params_active_per_token']:,} | "
+                f"{_fmt(r['wall_s'], 1)} |"
             )
+            if lm:
+                lines.append(
+                    f"| {r['method']} | {_fmt(r['perplexity'], 2)} | {_fmt(r['bits_per_byte'])} "
+                    f"| {_fmt(r['forgetting'], 2)} | {_fmt(r['forgetting_bits_per_byte'])} | "
+                    + common
+                )
+            else:
+                lines.append(
+                    f"| {r['method']} | {_fmt(r['average_accuracy'])} | "
+                    f"{_fmt(r['forgetting'])} | " + common
+                )
         lines.append("")
     return "\n".join(lines)
 
@@ -218,9 +286,9 @@ def main(argv=None) -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     p.add_argument("--quick", action="store_true", help="fewer epochs and a smaller text stream")
-    p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--seeds", type=int, default=5)
     p.add_argument("--streams", nargs="+", choices=list(STREAMS), default=list(STREAMS))
-    p.add_argument("--methods", nargs="+", choices=list(METHODS), default=list(METHODS))
+    p.add_argument("--methods", nargs="+", choices=list(BY_NAME), default=list(BY_NAME))
     p.add_argument("--json", metavar="PATH", help="write the list of cell records here")
     p.add_argument("--results", default=str(ROOT / "docs" / "results.md"), help="markdown table")
     args = p.parse_args(argv)
@@ -231,13 +299,14 @@ def main(argv=None) -> int:
     records = []
     with tempfile.TemporaryDirectory() as tmp:
         for stream in args.streams:
-            for method in args.methods:
-                if method in NOT_FOR_LM and STREAMS[stream][1] == "lm":
+            for method in methods_for(stream):
+                if method.name not in args.methods:
                     continue
-                runs = []
-                for seed in range(args.seeds):
-                    runs.append(run_cell(stream, method, seed, args.quick, Path(tmp)))
-                record = summarize(stream, method, runs)
+                runs = [
+                    run_cell(stream, method.name, seed, args.quick, Path(tmp))
+                    for seed in range(args.seeds)
+                ]
+                record = summarize(stream, method.name, runs)
                 records.append(record)
                 print(json.dumps(record), file=sys.stderr, flush=True)
     Path(args.results).write_text(markdown(records, args.quick, args.seeds))

@@ -18,7 +18,8 @@ def fake_run(acc, forgetting, usage):
         "wall_s": 2.0,
         "expert_usage": usage,
         "kl_nonuniformity": None if usage is None else 1.0,
-        "active_params_per_token": 100,
+        "kl_nonuniformity_normalized": None if usage is None else 0.25,
+        "params": {"total": 1000, "trainable": 500, "active_per_token": 100},
     }
 
 
@@ -28,60 +29,58 @@ def test_summarize_is_mean_and_population_std_over_seeds():
     assert record["average_accuracy"] == pytest.approx([0.8, 0.1])
     assert record["forgetting"] == pytest.approx([0.2, 0.1])
     assert record["expert_usage"] == pytest.approx([0.6, 0.1])
+    assert record["kl_nonuniformity_normalized"] == pytest.approx([0.25, 0.0])
+    assert (record["params_total"], record["params_active_per_token"]) == (1000, 100)
     assert record["seeds"] == 2 and record["scenario"] == "task-il"
     dense = cl_suite.summarize("split_digits_task_il", "dense naive", [fake_run(0.9, 0.1, None)])
-    assert dense["expert_usage"] is None and dense["kl_nonuniformity"] is None
+    assert dense["expert_usage"] is None and dense["kl_nonuniformity_normalized"] is None
 
 
-def test_markdown_lists_every_cell_and_the_active_parameters():
+def test_markdown_lists_every_cell_and_the_parameters():
     records = [
         cl_suite.summarize("split_digits_task_il", m, [fake_run(0.9, 0.0, 0.5)])
-        for m in ("dense naive", "PEER + growth, task-aware")
+        for m in ("dense naive", "PEER + growth, task label at test")
     ]
     text = cl_suite.markdown(records, quick=True, seeds=1)
     assert "## split_digits_task_il (task-il" in text
-    assert "| dense naive | 0.900 ± 0.000 |" in text
-    assert "| PEER + growth, task-aware |" in text
-    assert "after the last experience: 100, equal across methods" in text
-    records[1]["active_params_per_token"] = 110
-    assert "100–110 (equal within 9.1%)" in cl_suite.markdown(records, quick=True, seeds=1)
+    assert "| dense naive | 0.900 ± 0.000 | 0.000 ± 0.000 | 0.500 ± 0.000 | 0.250 ± 0.000 " in text
+    assert "| 1,000 | 100 |" in text
+    assert "| PEER + growth, task label at test |" in text
+
+
+def test_rows_read_the_task_label_only_where_the_stream_gives_it():
+    names = {s: {m.name for m in cl_suite.methods_for(s)} for s in cl_suite.STREAMS}
+    aware, free = "PEER + growth, task label at test", "PEER + growth, no task label"
+    assert aware in names["split_digits_task_il"] and free not in names["split_digits_task_il"]
+    for stream in ("split_digits_class_il", "permuted_digits"):
+        assert free in names[stream] and aware not in names[stream]
+    assert {aware, free, "PEER + growth in every block"} <= names["text_domains"]
+    for baseline in ("frozen backbone", "dense growth", "Lifelong-MoE", "joint (upper bound)"):
+        assert all(baseline in n for n in names.values())
 
 
 def test_every_method_runs_on_every_stream_config():
     """Each method's overrides load onto each stream's config (no typo reaches a long run)."""
     from lifelong.config import load_config
 
-    for stream, (config, scenario, quick) in cl_suite.STREAMS.items():
-        for method in cl_suite.METHODS:
-            if method in cl_suite.NOT_FOR_LM and scenario == "lm":
-                continue
-            overrides = cl_suite.method_overrides(stream, method)
-            cfg = load_config(cl_suite.ROOT / "configs" / config, [*quick, *overrides])
+    for stream, (config, _, quick) in cl_suite.STREAMS.items():
+        for method in cl_suite.methods_for(stream):
+            cfg = load_config(cl_suite.ROOT / "configs" / config, [*quick, *method.overrides])
             cl_suite.equalize_active_params(cfg, growths=4)
-
-
-def test_stream_method_overrides_apply_to_their_stream_only():
-    for stream, method in cl_suite.STREAM_METHOD_OVERRIDES:
-        assert stream in cl_suite.STREAMS and method in cl_suite.METHODS
-    peer_replay = "PEER + growth + replay"
-    class_il = cl_suite.method_overrides("split_digits_class_il", peer_replay)
-    assert class_il == [*cl_suite.METHODS[peer_replay], "growth.freeze_query=false"]
-    assert (
-        cl_suite.method_overrides("permuted_digits", peer_replay) == (cl_suite.METHODS[peer_replay])
-    )
 
 
 @pytest.mark.parametrize("stream", sorted(cl_suite.STREAMS))
 def test_active_params_after_the_last_growth_are_equal_across_methods(stream, tmp_path):
     """The oracle is the report's own count (``active_params_per_token``) on each method's
-    model, grown over the whole stream as a run grows it, not the sizing formulas."""
+    model, grown over the whole stream as a run grows it, not the sizing formulas. PEER in
+    every block has a PEER layer where the others have an MLP: more, by design."""
     from lifelong.experiment import build_model, build_stream_from_config
     from lifelong.training.report import active_params_per_token
     from lifelong.training.run_state import grow_like_checkpoint
 
     counts = {}
-    for method in cl_suite.METHODS:
-        cfg = cl_suite.cell_config(stream, method, seed=0, quick=True, runs_dir=tmp_path)
+    for method in cl_suite.methods_for(stream):
+        cfg = cl_suite.cell_config(stream, method.name, seed=0, quick=True, runs_dir=tmp_path)
         spec = build_stream_from_config(cfg)
         bm = spec.benchmark
         model = grow_like_checkpoint(
@@ -90,9 +89,12 @@ def test_active_params_after_the_last_growth_are_equal_across_methods(stream, tm
             train_stream=bm.train_stream,
             test_stream=bm.test_stream,
         )
-        counts[method] = active_params_per_token(model)
-    peer = counts["PEER + growth, task-aware"]
+        counts[method.name] = active_params_per_token(model)
+    peer = counts["PEER + growth + replay"]
     assert cl_suite.peer_growths(stream, True) == len(bm.train_stream) - 1
     for method, count in counts.items():
+        if method == "PEER + growth in every block":
+            assert count > peer
+            continue
         # Rounding a width to whole units: within one unit of 2·dim weights per expert slot.
         assert abs(count - peer) / peer < 0.01, (method, count, peer)
