@@ -67,8 +67,9 @@ METHODS = [
     Method("joint (upper bound)", (*DENSE, "train.strategy=joint")),
     Method(
         "frozen backbone",
-        ("model.ffn=dense", "growth.policy=never", "model.freeze_after_first=[shared]"),
-        why="the dense FFN (and everything shared) frozen after the first experience",
+        ("model.ffn=dense", "growth.policy=never", "model.freeze_after_first=[ffn]"),
+        frozenset({"task-il", "class-il", "domain-il"}),  # an LM would have nothing to train
+        why="the dense FFN (and stem) frozen after the first experience; the heads train",
     ),
     Method(
         "dense growth",
@@ -112,6 +113,15 @@ METHODS = [
     ),
 ]
 BY_NAME = {m.name: m for m in METHODS}
+# What a method means on a stream whose model differs (not tuned): the backbone of a model
+# with a stem includes the stem.
+STREAM_METHOD_OVERRIDES = {
+    ("permuted_digits", "frozen backbone"): ("model.freeze_after_first=[stem,ffn]",),
+}
+
+
+def method_overrides(stream: str, method: str) -> list[str]:
+    return [*BY_NAME[method].overrides, *STREAM_METHOD_OVERRIDES.get((stream, method), ())]
 
 
 def methods_for(stream: str) -> list[Method]:
@@ -162,7 +172,7 @@ def cell_config(stream: str, method: str, seed: int, quick: bool, runs_dir: Path
     config, _, quick_overrides = STREAMS[stream]
     overrides = [
         *(quick_overrides if quick else []),
-        *BY_NAME[method].overrides,
+        *method_overrides(stream, method),
         f"seed={seed}",
         f"runs_dir={runs_dir}",
         f"name={stream}-{method.replace(' ', '_').replace(',', '')}-{seed}",
