@@ -1,23 +1,32 @@
 """The default text domains: text installed with Python and the project's dependencies.
 
-- python:    the standard library's .py files (`sysconfig.get_paths()["stdlib"]`, without
-             site-packages and test suites);
-- prose:     `pydoc_data.topics.topics` (the Python reference manual's topic texts), then
-             scikit-learn's dataset descriptions `sklearn/datasets/descr/*.rst`;
-- c_headers: numpy's C headers (`numpy.get_include()`), then torch's `include/` headers;
-- csv:       scikit-learn's bundled tables `sklearn/datasets/data/*.csv` and `*.csv.gz`
-             (decompressed).
+A reader returns a domain's documents, [(name, bytes), ...]: the unit that goes whole to
+training or to testing (text.py). A document is one file, except where noted:
 
-Files are read in sorted order and each domain stops at `max_bytes`, so a domain's bytes are
-fixed by the installed versions and nothing is downloaded.
+- python:       the standard library's .py files (`sysconfig.get_paths()["stdlib"]`, without
+                site-packages and test suites);
+- prose:        `pydoc_data.topics.topics` (the Python reference manual's topic texts, one
+                document each), then scikit-learn's dataset descriptions
+                `sklearn/datasets/descr/*.rst`;
+- c_headers:    numpy's C headers (`numpy.get_include()`), then torch's `include/` headers;
+- csv:          scikit-learn's bundled tables `sklearn/datasets/data/*.csv` and `*.csv.gz`
+                (decompressed).
+
+Documents are read in sorted order and each domain stops at `max_bytes` (the last document
+may be cut; later files are never opened), so a domain's bytes are fixed by the installed
+versions and nothing is downloaded.
 """
 
 import gzip
+import importlib.util
 import os
 import sysconfig
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from types import MappingProxyType
+
+# A document: (name, bytes). The name (a path, a pydoc topic) identifies it in audits.
+Document = tuple[str, bytes]
 
 # Folders of the stdlib tree that are not the standard library's own source.
 SKIP_STDLIB_DIRS = {"site-packages", "dist-packages", "__pycache__", "test", "tests", "idle_test"}
@@ -36,67 +45,76 @@ def walk_files(
                 yield path
 
 
+def suffix_files(roots: Iterable[Path], suffixes: tuple[str, ...]) -> Iterator[Path]:
+    """The files under each root in turn whose names end with one of suffixes."""
+    for root in roots:
+        yield from walk_files(root, lambda n: n.endswith(suffixes))
+
+
 def read_file(path: Path) -> bytes:
     """A file's bytes; .gz files are decompressed."""
     return gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
 
 
-def read_capped(parts: Iterator[bytes], max_bytes: int) -> bytes:
-    """Concatenate parts until max_bytes; the rest of the iterator is never read."""
+def read_capped(documents: Iterator[Document], max_bytes: int) -> list[Document]:
+    """Non-empty documents until max_bytes in all, the last one cut to fit; the rest of the
+    iterator is never read."""
     out, total = [], 0
-    for part in parts:
-        out.append(part[: max_bytes - total])
-        total += len(out[-1])
+    for name, data in documents:
+        data = data[: max_bytes - total]
+        if data:
+            out.append((name, data))
+            total += len(data)
         if total >= max_bytes:
             break
-    return b"".join(out)
+    return out
 
 
-def files_bytes(paths: Iterator[Path], max_bytes: int) -> bytes:
-    return read_capped((read_file(p) for p in paths), max_bytes)
+def file_documents(paths: Iterable[Path], max_bytes: int) -> list[Document]:
+    """One document per file, named by its path."""
+    return read_capped(((str(p), read_file(p)) for p in paths), max_bytes)
 
 
-def _sklearn_dir() -> Path:
-    import sklearn
+def _package_dir(name: str) -> Path:
+    """An installed package's folder, found without importing it (matplotlib, sklearn, ...)."""
+    spec = importlib.util.find_spec(name)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModuleNotFoundError(f"package {name!r} is not installed")
+    return Path(spec.submodule_search_locations[0])
 
-    return Path(sklearn.__file__).parent
 
-
-def python_source(max_bytes: int) -> bytes:
+def python_source(max_bytes: int) -> list[Document]:
     stdlib = Path(sysconfig.get_paths()["stdlib"])
     files = walk_files(stdlib, lambda n: n.endswith(".py"), lambda d: d not in SKIP_STDLIB_DIRS)
-    return files_bytes(files, max_bytes)
+    return file_documents(files, max_bytes)
 
 
-def prose(max_bytes: int) -> bytes:
+def prose(max_bytes: int) -> list[Document]:
     from pydoc_data.topics import topics
 
-    def parts() -> Iterator[bytes]:
+    def documents() -> Iterator[Document]:
         for key in sorted(topics):
-            yield topics[key].encode("utf-8")
-        yield from (read_file(p) for p in sorted((_sklearn_dir() / "datasets/descr").glob("*.rst")))
+            yield f"pydoc_data.topics[{key!r}]", topics[key].encode("utf-8")
+        for path in sorted((_package_dir("sklearn") / "datasets/descr").glob("*.rst")):
+            yield str(path), read_file(path)
 
-    return read_capped(parts(), max_bytes)
+    return read_capped(documents(), max_bytes)
 
 
-def c_headers(max_bytes: int) -> bytes:
+def c_headers(max_bytes: int) -> list[Document]:
     import numpy
-    import torch
 
-    def files() -> Iterator[Path]:
-        for root in (Path(numpy.get_include()), Path(torch.__file__).parent / "include"):
-            yield from walk_files(root, lambda n: n.endswith(HEADER_SUFFIXES))
-
-    return files_bytes(files(), max_bytes)
+    roots = (Path(numpy.get_include()), _package_dir("torch") / "include")
+    return file_documents(suffix_files(roots, HEADER_SUFFIXES), max_bytes)
 
 
-def csv_tables(max_bytes: int) -> bytes:
-    data = _sklearn_dir() / "datasets/data"
+def csv_tables(max_bytes: int) -> list[Document]:
+    data = _package_dir("sklearn") / "datasets/data"
     files = sorted(p for p in data.iterdir() if p.name.endswith((".csv", ".csv.gz")))
-    return files_bytes(iter(files), max_bytes)
+    return file_documents(files, max_bytes)
 
 
-# Domain name -> (reader(max_bytes) -> bytes, where the bytes come from, for error messages).
+# Domain name -> (reader(max_bytes) -> documents, where the bytes come from, for messages).
 DEFAULT_DOMAINS = MappingProxyType(
     {
         "python": (python_source, "the Python standard library's .py files"),
