@@ -1,4 +1,4 @@
-"""The default text domains: text installed with Python and the project's dependencies.
+"""The installed text domains: text that Python and the project's dependencies ship.
 
 A reader returns a domain's documents, [(name, bytes), ...]: the unit that goes whole to
 training or to testing (text.py). A document is one file, except where noted:
@@ -10,16 +10,26 @@ training or to testing (text.py). A document is one file, except where noted:
                 `sklearn/datasets/descr/*.rst`;
 - c_headers:    numpy's C headers (`numpy.get_include()`), then torch's `include/` headers;
 - csv:          scikit-learn's bundled tables `sklearn/datasets/data/*.csv` and `*.csv.gz`
-                (decompressed).
+                (decompressed);
+- cython:       the Cython sources (.pyx, .pxd) of scikit-learn, then numpy, then scipy;
+- yaml:         torchgen's operator and derivative tables `torchgen/packaged/**/*.yaml`, one
+                document per top-level list entry (a file is one long list);
+- font_metrics: matplotlib's Adobe font metrics `mpl-data/fonts/{afm,pdfcorefonts}/*.afm`;
+- cmake:        torch's CMake package files `torch/share/cmake/**/*.cmake`;
+- mpl_styles:   matplotlib's `mpl-data/matplotlibrc` and style sheets `stylelib/*.mplstyle`;
+- type_stubs:   the .pyi stubs of numpy, then torch.
 
-Documents are read in sorted order and each domain stops at `max_bytes` (the last document
-may be cut; later files are never opened), so a domain's bytes are fixed by the installed
-versions and nothing is downloaded.
+The domains after csv read nothing that only a CUDA build of torch ships (nvidia/, triton/,
+.cuh files), so every build of torch has them (their bytes may differ). Documents are read
+in sorted order and each domain stops at `max_bytes` (the last document may be cut; later
+files are never opened), so a domain's bytes are fixed by the installed versions and nothing
+is downloaded.
 """
 
 import gzip
 import importlib.util
 import os
+import re
 import sysconfig
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -31,6 +41,8 @@ Document = tuple[str, bytes]
 # Folders of the stdlib tree that are not the standard library's own source.
 SKIP_STDLIB_DIRS = {"site-packages", "dist-packages", "__pycache__", "test", "tests", "idle_test"}
 HEADER_SUFFIXES = (".h", ".hh", ".hpp", ".cuh")
+# A top-level YAML list entry starts a line with "- " (torchgen's tables are such lists).
+YAML_ENTRY = re.compile(rb"^(?=- )", re.MULTILINE)
 
 
 def walk_files(
@@ -114,6 +126,47 @@ def csv_tables(max_bytes: int) -> list[Document]:
     return file_documents(files, max_bytes)
 
 
+def cython(max_bytes: int) -> list[Document]:
+    # scikit-learn's hand-written sources first; scipy's large generated LAPACK wrappers last.
+    roots = (_package_dir(p) for p in ("sklearn", "numpy", "scipy"))
+    return file_documents(suffix_files(roots, (".pyx", ".pxd")), max_bytes)
+
+
+def yaml_tables(max_bytes: int) -> list[Document]:
+    def documents() -> Iterator[Document]:
+        for path in suffix_files([_package_dir("torchgen") / "packaged"], (".yaml",)):
+            # One entry (an operator) per document: a file is one long list, too coarse to
+            # hold out whole (native_functions.yaml alone is 0.6 MB, 76% of the domain).
+            entries = YAML_ENTRY.split(read_file(path))
+            for i, entry in enumerate(entries):
+                yield f"{path}#{i}", entry
+
+    return read_capped(documents(), max_bytes)
+
+
+def font_metrics(max_bytes: int) -> list[Document]:
+    fonts = _package_dir("matplotlib") / "mpl-data/fonts"
+    return file_documents(
+        suffix_files([fonts / "afm", fonts / "pdfcorefonts"], (".afm",)), max_bytes
+    )
+
+
+def cmake(max_bytes: int) -> list[Document]:
+    root = _package_dir("torch") / "share/cmake"
+    return file_documents(suffix_files([root], (".cmake",)), max_bytes)
+
+
+def mpl_styles(max_bytes: int) -> list[Document]:
+    data = _package_dir("matplotlib") / "mpl-data"
+    files = [data / "matplotlibrc", *sorted((data / "stylelib").glob("*.mplstyle"))]
+    return file_documents((p for p in files if p.is_file()), max_bytes)
+
+
+def type_stubs(max_bytes: int) -> list[Document]:
+    roots = (_package_dir(p) for p in ("numpy", "torch"))
+    return file_documents(suffix_files(roots, (".pyi",)), max_bytes)
+
+
 # Domain name -> (reader(max_bytes) -> documents, where the bytes come from, for messages).
 DEFAULT_DOMAINS = MappingProxyType(
     {
@@ -121,5 +174,11 @@ DEFAULT_DOMAINS = MappingProxyType(
         "prose": (prose, "pydoc_data.topics and sklearn/datasets/descr/*.rst"),
         "c_headers": (c_headers, "numpy's and torch's C headers"),
         "csv": (csv_tables, "sklearn/datasets/data/*.csv"),
+        "cython": (cython, "the .pyx and .pxd files of scikit-learn, numpy and scipy"),
+        "yaml": (yaml_tables, "torchgen/packaged/**/*.yaml"),
+        "font_metrics": (font_metrics, "matplotlib's mpl-data/fonts/*/*.afm"),
+        "cmake": (cmake, "torch/share/cmake/**/*.cmake"),
+        "mpl_styles": (mpl_styles, "matplotlib's mpl-data/matplotlibrc and stylelib/*.mplstyle"),
+        "type_stubs": (type_stubs, "the .pyi files of numpy and torch"),
     }
 )

@@ -1,13 +1,17 @@
 """Text domains are held out by file, and no test window occurs verbatim in training."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
+from lifelong.config import load_config
 from lifelong.data import DataError, build_stream
 from lifelong.data.byte_windows import domain_rng, hold_out, sample_starts
-from lifelong.data.text import DEFAULT_MAX_BYTES, domain_windows
+from lifelong.data.text import DEFAULT_DOMAIN_NAMES, DEFAULT_MAX_BYTES, domain_windows
 from lifelong.data.text_sources import DEFAULT_DOMAINS, read_capped
 
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 DEFAULTS = dict(seq_len=64, train_sequences=2048, test_sequences=256, seed=0, test_fraction=0.1)
 WINDOW = DEFAULTS["seq_len"] + 1
 
@@ -30,8 +34,8 @@ def leaked(data: bytes, train_starts, test_starts) -> int:
 
 @pytest.mark.parametrize("name", list(DEFAULT_DOMAINS))
 def test_test_windows_do_not_occur_in_training(installed, name):
-    # Before the file split and the dedup, 10 of 256 c_headers test windows (5 of prose)
-    # occurred whole in 16,384 training windows.
+    # Before the file split and the dedup, 10 of 256 c_headers test windows (5 of prose, 21 of
+    # mpl_styles) occurred whole in 16,384 training windows.
     for train_sequences in (2048, 16384):
         options = {**DEFAULTS, "train_sequences": train_sequences}
         held, train, test = domain_windows(name, installed[name], **options)
@@ -148,3 +152,24 @@ def test_reading_stops_at_max_bytes():
 
     assert read_capped(documents(), 15) == [("d0", b"\0" * 6), ("d1", b"\1" * 6), ("d2", b"\2" * 3)]
     assert read == [0, 1, 2]
+
+
+def test_installed_domains_have_their_kind_of_text(installed):
+    marks = {
+        "cython": b"cdef ",
+        "yaml": b"\n- ",
+        "font_metrics": b"\nC ",
+        "cmake": b"set(",
+        "mpl_styles": b"axes.",
+        "type_stubs": b"def ",
+    }
+    for name, mark in marks.items():
+        held, _, test = domain_windows(name, installed[name], **DEFAULTS)
+        assert sum(mark in w for w in windows(held.data, test)) > 10, name
+
+
+def test_long_config_streams_the_installed_domains():
+    cfg = load_config(CONFIGS / "text_domains_long.yaml")
+    domains = list(cfg.stream.domains)
+    assert len(domains) >= 8 and len(set(domains)) == len(domains)
+    assert set(domains) <= set(DEFAULT_DOMAINS) and domains[:4] == list(DEFAULT_DOMAIN_NAMES)
