@@ -1,12 +1,16 @@
 """Fixed byte windows for language modelling, sampled from held-apart train and test regions.
 
-A domain's bytes are cut into k equal blocks; the last `test_fraction` of every block is the
-test region, the rest the train region. Windows never cross a region's end, so no test window
-shares a byte offset with a train window, and the test regions are spread over the whole
-domain (not just its last file).
+A domain is a list of documents (files). Documents go whole to training or to testing,
+drawn with the seed, so a held-out file never feeds training; the domain's bytes are laid out
+as the training documents, then the test documents, and windows may span documents within
+one side but never the boundary between them. A domain of a single document cannot be split
+by file: it is cut into k equal blocks instead, the last `test_fraction` of every block being
+the test region, so the held-out bytes are spread over the whole text.
 """
 
 import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -14,11 +18,14 @@ from torch.utils.data import Dataset
 
 BYTE_VOCAB = 256  # a byte-level language model predicts one of 256 byte values
 
-# At most this many blocks per domain: enough to spread the held-out bytes over all files.
+# At most this many blocks per single-document domain: spreads the held-out bytes.
 MAX_BLOCKS = 64
 # Each block's test region holds at least this many windows' worth of bytes (fewer blocks
 # for small domains), so few window starts are lost at region ends.
 MIN_WINDOWS_PER_TEST_REGION = 4
+# A document that would take the held-out share past this multiple of test_fraction stays in
+# training: one large file (a generated table) would otherwise make up most of the test side.
+MAX_TEST_OVERSHOOT = 2
 
 
 class ByteWindows(Dataset):
@@ -38,6 +45,52 @@ class ByteWindows(Dataset):
         return w[:-1], w[1:]  # (seq_len,), (seq_len,)
 
 
+@dataclass(frozen=True)
+class HeldOut:
+    """A domain's bytes and its disjoint train and test regions [(start, end), ...]."""
+
+    data: bytes  # (n_bytes,): the training documents, then the test documents
+    train: list[tuple[int, int]]
+    test: list[tuple[int, int]]
+    # Document names per side, in layout order; a single document is named on both sides.
+    train_documents: tuple[str, ...]
+    test_documents: tuple[str, ...]
+
+
+def hold_out(documents: Sequence[tuple[str, bytes]], window: int, test_fraction: float, rng):
+    """HeldOut by document, or by region for a single document (None if its regions cannot
+    hold a window of `window` bytes each). A side of small documents may hold no window."""
+    if len(documents) == 1:
+        name, data = documents[0]
+        regions = split_regions(len(data), window, test_fraction)
+        return None if regions is None else HeldOut(data, *regions, (name,), (name,))
+    is_test = assign_documents([len(d) for _, d in documents], test_fraction, rng)
+    train = [documents[i] for i in np.flatnonzero(~is_test)]
+    test = [documents[i] for i in np.flatnonzero(is_test)]
+    cut = sum(len(d) for _, d in train)
+    data = b"".join(d for _, d in train + test)
+    names = (tuple(n for n, _ in train), tuple(n for n, _ in test))
+    return HeldOut(data, [(0, cut)], [(cut, len(data))], *names)
+
+
+def assign_documents(sizes: Sequence[int], test_fraction: float, rng) -> np.ndarray:
+    """(n_documents,) bool, True = test: documents in a random order join the test side until
+    it holds test_fraction of the bytes; at least one document on each side (n >= 2)."""
+    sizes = np.asarray(sizes, dtype=np.int64)
+    target = test_fraction * sizes.sum()
+    is_test = np.zeros(len(sizes), dtype=bool)
+    held, taken = 0, 0
+    for i in rng.permutation(len(sizes)):
+        if held >= target or taken == len(sizes) - 1:
+            break
+        if held + sizes[i] <= MAX_TEST_OVERSHOOT * target:
+            is_test[i] = True
+            held, taken = held + sizes[i], taken + 1
+    if not is_test.any():  # every document is larger than the overshoot allows
+        is_test[np.argmin(sizes)] = True
+    return is_test
+
+
 def split_regions(n_bytes: int, window: int, test_fraction: float):
     """Train and test regions [(start, end), ...] of a domain of n_bytes; None if too small."""
     k = int(n_bytes * test_fraction // (MIN_WINDOWS_PER_TEST_REGION * window))
@@ -53,14 +106,35 @@ def split_regions(n_bytes: int, window: int, test_fraction: float):
     return train, test
 
 
-def sample_starts(regions, window: int, n: int, rng: np.random.Generator) -> torch.Tensor:
-    """n window starts drawn uniformly (with replacement) among all windows inside the regions."""
+def window_positions(regions, window: int) -> np.ndarray:
+    """(n,) int64: the start of every window that lies inside one of the regions."""
+    return np.concatenate([np.arange(a, b - window + 1, dtype=np.int64) for a, b in regions])
+
+
+def sample_starts(
+    regions, window: int, n: int, rng: np.random.Generator, keep: np.ndarray | None = None
+) -> torch.Tensor:
+    """n window starts drawn uniformly (with replacement) among all windows inside the
+    regions; given keep ((n_bytes,) bool, True at at least one start inside the regions),
+    drawn starts where keep is False are rejected and drawing goes on until n are kept."""
     lo = np.array([a for a, _ in regions], dtype=np.int64)
     counts = np.array([b - a - window + 1 for a, b in regions], dtype=np.int64)
     ends = np.cumsum(counts)  # window j of all regions lies in the region where j < ends
-    j = rng.integers(0, ends[-1], size=n)
-    r = np.searchsorted(ends, j, side="right")
-    return torch.from_numpy(lo[r] + j - (ends[r] - counts[r]))  # (n,) int64
+    kept, found = [], 0
+    rate = 1.0 if keep is None else keep[window_positions(regions, window)].mean()
+    if rate == 0:
+        raise ValueError("keep is False at every window start inside the regions")
+    while found < n:
+        # Enough draws that one round usually suffices at the observed acceptance rate.
+        m = n if keep is None else int((n - found) / rate) + 16
+        j = rng.integers(0, ends[-1], size=m)
+        r = np.searchsorted(ends, j, side="right")
+        starts = lo[r] + j - (ends[r] - counts[r])
+        if keep is not None:
+            starts = starts[keep[starts]][: n - found]
+        kept.append(starts)
+        found += len(starts)
+    return torch.from_numpy(np.concatenate(kept))  # (n,) int64
 
 
 def domain_rng(seed: int, name: str, split: str) -> np.random.Generator:

@@ -1,9 +1,11 @@
 """Byte-level language-modelling streams: one experience per text domain.
 
 `text_domains` uses text every installation has (see text_sources), or the user's own
-files and folders (`paths`; the stream kind `text_files` requires them). Each domain's
-bytes are split into disjoint train and test regions (byte_windows) and fixed windows of
-seq_len + 1 bytes are drawn from them with the seed: x = window[:-1], y = window[1:].
+files and folders (`paths`; the stream kind `text_files` requires them). A domain is a list of
+documents (files); whole documents are held out for testing, drawn with the seed (a single
+document is split into regions instead; byte_windows), and fixed windows of seq_len + 1 bytes
+are drawn from each side: x = window[:-1], y = window[1:]. Test windows whose bytes occur in
+the training text are rejected (window_hashes), so repeated boilerplate cannot leak.
 """
 
 import math
@@ -14,18 +16,61 @@ from pathlib import Path
 
 import torch
 
-from .byte_windows import BYTE_VOCAB, domain_rng, sample_starts, split_regions
+from .byte_windows import BYTE_VOCAB, HeldOut, domain_rng, hold_out, sample_starts
 from .checks import fraction, non_negative_int, positive_int
 from .errors import DataError
 from .experiences import lm_dataset, make_benchmark
 from .spec import StreamSpec
-from .text_sources import DEFAULT_DOMAINS, files_bytes, walk_files
+from .text_sources import DEFAULT_DOMAINS, Document, file_documents, walk_files
+from .window_hashes import unseen_test_starts
 
 DEFAULT_MAX_BYTES = 2_000_000  # per domain: reading stays well under a second
 
 
+def domain_windows(
+    name: str,
+    documents: Sequence[Document],
+    *,
+    seq_len: int,
+    train_sequences: int,
+    test_sequences: int,
+    seed: int,
+    test_fraction: float,
+) -> tuple[HeldOut, torch.Tensor, torch.Tensor]:
+    """A domain held out by document, with its train and test window starts into
+    ``held.data`` ((train_sequences,) and (test_sequences,) int64); no test window's bytes
+    occur in a training window."""
+    window = seq_len + 1
+    held = hold_out(documents, window, test_fraction, domain_rng(seed, name, "documents"))
+    if held is None:  # a single document, too short for its train and test regions
+        n_bytes = sum(len(d) for _, d in documents)
+        need = math.ceil(window / min(test_fraction, 1 - test_fraction)) + 2
+        raise DataError(
+            f"text domain {name!r} has {n_bytes} bytes, too few for seq_len={seq_len} "
+            f"with test_fraction={test_fraction}: give it at least {need} bytes or lower seq_len"
+        )
+    n_train = sum(end - start for start, end in held.train)
+    if n_train < window:
+        raise DataError(
+            f"text domain {name!r} keeps {n_train} bytes of its files for training, fewer than "
+            f"one window of seq_len + 1 = {window}: lower seq_len or test_fraction, or add text"
+        )
+    unseen = unseen_test_starts(held.data, held.train, held.test, window)
+    n_unseen = int(unseen.sum())
+    if n_unseen < test_sequences:
+        raise DataError(
+            f"text domain {name!r} has {n_unseen} test windows whose bytes do not occur in its "
+            f"training text, fewer than test_sequences={test_sequences}: lower test_sequences, "
+            "raise max_bytes or raise test_fraction"
+        )
+    train = sample_starts(held.train, window, train_sequences, domain_rng(seed, name, "train"))
+    test_rng = domain_rng(seed, name, "test")
+    test = sample_starts(held.test, window, test_sequences, test_rng, keep=unseen)
+    return held, train, test
+
+
 def lm_stream(
-    domains: Sequence[tuple[str, bytes]],
+    domains: Sequence[tuple[str, Sequence[Document]]],
     *,
     seq_len: int,
     train_sequences: int,
@@ -34,27 +79,22 @@ def lm_stream(
     task_labels: bool,
     test_fraction: float,
 ) -> StreamSpec:
-    """One experience per (name, bytes) domain; task label = domain index if task_labels."""
-    window = seq_len + 1
+    """One experience per (name, documents) domain; task label = domain index if task_labels."""
     train, test = [], []
-    for i, (name, data) in enumerate(domains):
-        regions = split_regions(len(data), window, test_fraction)
-        if regions is None:
-            need = math.ceil(window / min(test_fraction, 1 - test_fraction)) + 2
-            raise DataError(
-                f"text domain {name!r} has {len(data)} bytes, too few for seq_len={seq_len} "
-                f"with test_fraction={test_fraction}: give it at least {need} bytes or "
-                "lower seq_len"
-            )
-        train_regions, test_regions = regions
-        tensor = torch.frombuffer(bytearray(data), dtype=torch.uint8)  # (n_bytes,)
-        t = i if task_labels else 0
-        starts = sample_starts(
-            train_regions, window, train_sequences, domain_rng(seed, name, "train")
+    for i, (name, documents) in enumerate(domains):
+        held, train_starts, test_starts = domain_windows(
+            name,
+            documents,
+            seq_len=seq_len,
+            train_sequences=train_sequences,
+            test_sequences=test_sequences,
+            seed=seed,
+            test_fraction=test_fraction,
         )
-        train.append(lm_dataset(tensor, starts, seq_len, t))
-        starts = sample_starts(test_regions, window, test_sequences, domain_rng(seed, name, "test"))
-        test.append(lm_dataset(tensor, starts, seq_len, t))
+        tensor = torch.frombuffer(bytearray(held.data), dtype=torch.uint8)  # (n_bytes,)
+        t = i if task_labels else 0
+        train.append(lm_dataset(tensor, train_starts, seq_len, t))
+        test.append(lm_dataset(tensor, test_starts, seq_len, t))
     return StreamSpec(
         benchmark=make_benchmark(train, test, classification=False),
         task="lm",
@@ -100,8 +140,8 @@ def text_domains(
     """One experience per text domain, at most ``max_bytes`` read per domain: the installed
     texts named by ``domains`` (sources in lifelong/data/text_sources.py), or, given
     ``paths``, the user's own files and folders, one domain each (a folder: all its regular
-    files, recursively, in sorted order; hidden names skipped; .gz decompressed), named by
-    ``names`` (default: the file's stem or the folder's name)."""
+    files, recursively, in sorted order, one document each; hidden names skipped; .gz
+    decompressed), named by ``names`` (default: the file's stem or the folder's name)."""
     options = _lm_options(
         seq_len, train_sequences, test_sequences, seed, task_labels, test_fraction, max_bytes
     )
@@ -121,7 +161,7 @@ def text_domains(
 text_files = partial(text_domains, domains=None)
 
 
-def _installed_texts(domains, max_bytes: int) -> list[tuple[str, bytes]]:
+def _installed_texts(domains, max_bytes: int) -> list[tuple[str, list[Document]]]:
     if isinstance(domains, str) or not domains:
         raise DataError(f"domains must be a non-empty list of names, got {domains!r}")
     texts = []
@@ -132,13 +172,13 @@ def _installed_texts(domains, max_bytes: int) -> list[tuple[str, bytes]]:
                 f"unknown text domain {name!r}; choose from {valid}, or use kind text_files"
             )
         read, where = DEFAULT_DOMAINS[name]
-        data = read(max_bytes)
-        if not data:
+        documents = read(max_bytes)
+        if not documents:
             raise DataError(
                 f"text domain {name!r} is empty: no bytes found in {where}; "
                 "check the installation or leave the domain out"
             )
-        texts.append((name, data))
+        texts.append((name, documents))
     return texts
 
 
@@ -153,7 +193,7 @@ def _path_files(path: Path):
     return walk_files(path, _visible, _visible)
 
 
-def _user_texts(paths, names, max_bytes: int) -> list[tuple[str, bytes]]:
+def _user_texts(paths, names, max_bytes: int) -> list[tuple[str, list[Document]]]:
     paths = [paths] if isinstance(paths, str | os.PathLike) else list(paths)
     if not paths:
         raise DataError("paths is empty; pass one file or folder per domain, e.g. paths=['a.txt']")
@@ -169,11 +209,11 @@ def _user_texts(paths, names, max_bytes: int) -> list[tuple[str, bytes]]:
         path = Path(p).expanduser()
         if not path.exists():
             raise DataError(f"data path '{p}' does not exist; pass an existing file or folder")
-        data = files_bytes(_path_files(path), max_bytes)
-        if not data:
+        documents = file_documents(_path_files(path), max_bytes)
+        if not documents:
             raise DataError(
                 f"text domain {name!r} is empty: no bytes found in '{p}'; "
                 "add text there or leave the path out"
             )
-        texts.append((name, data))
+        texts.append((name, documents))
     return texts

@@ -154,7 +154,8 @@ def test_from_benchmark_errors():
 
 
 def test_from_benchmark_language_modelling(tmp_path):
-    (tmp_path / "a.txt").write_bytes(b"abc" * 400)
+    # Distinct lines: a text of one repeated period has no test window unseen in training.
+    (tmp_path / "a.txt").write_text("".join(f"line {i} of abc\n" for i in range(400)))
     text = build_stream("text_files", paths=[str(tmp_path / "a.txt")], seq_len=12)
     spec = from_benchmark(text.benchmark, task="lm")
     assert (spec.scenario, spec.input_shape, spec.num_classes) == ("lm", (12,), 256)
