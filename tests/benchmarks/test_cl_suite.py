@@ -100,3 +100,23 @@ def test_active_params_after_the_last_growth_are_equal_across_methods(stream, tm
             continue
         # Rounding a width to whole units: within one unit of 2·dim weights per expert slot.
         assert abs(count - peer) / peer < 0.01, (method, count, peer)
+
+
+def test_verdicts_say_where_peer_wins_and_loses():
+    def record(stream, method, value, std=0.01):
+        return {"stream": stream, "method": method, "average_accuracy": [value, std]}
+
+    stream = "split_digits_class_il"
+    rows = [
+        record(stream, "joint (upper bound)", 0.99),  # not a baseline to beat: sees it all
+        record(stream, "dense replay", 0.90),
+        record(stream, "dense naive", 0.20),
+        record(stream, "PEER + growth, no task label", 0.50),
+        record(stream, "PEER + growth + replay", 0.85),
+    ]
+    text = "\n".join(cl_suite.verdicts(rows))
+    assert "PEER loses: the best of its rows, PEER + growth + replay, has accuracy 0.850" in text
+    assert "best baseline, dense replay (0.050 worse)" in text
+    rows[-1] = record(stream, "PEER + growth + replay", 0.905)
+    text = "\n".join(cl_suite.verdicts(rows))
+    assert "PEER wins (within one std over seeds)" in text
