@@ -301,32 +301,40 @@ def _best(rows: list[dict], key: str, lm: bool) -> dict | None:
 
 
 def verdicts(records: list[dict]) -> list[str]:
-    """One plain sentence per stream: the best PEER row against the best baseline (joint
-    training apart: it sees the whole stream at once), and by how much it wins or loses."""
+    """Plain sentences per stream: the best PEER row against the best baseline (joint
+    training apart: it sees the whole stream at once), over every method and again over
+    the methods that store no samples, and by how much PEER wins or loses."""
     lines = ["## Where expert growth stands", ""]
     for stream, (_, scenario, _) in STREAMS.items():
-        rows = [r for r in records if r["stream"] == stream]
-        lm = scenario == "lm"
-        key = "perplexity" if lm else "average_accuracy"
-        peer = _best([r for r in rows if r["method"].startswith("PEER")], key, lm)
-        baseline = _best(
-            [r for r in rows if not r["method"].startswith(("PEER", "joint"))], key, lm
-        )
-        if peer is None or baseline is None:
-            continue
-        gap = peer[key][0] - baseline[key][0]
-        wins = gap < 0 if lm else gap > 0
-        close = abs(gap) <= max(peer[key][1], baseline[key][1])
-        unit, digits = ("perplexity", 2) if lm else ("accuracy", 3)
-        lines.append(
-            f"- **{stream}:** {'PEER wins' if wins else 'PEER loses'}"
-            f"{' (within one std over seeds)' if close else ''}: the best of its rows, "
-            f"{peer['method']}, has {unit} {peer[key][0]:.{digits}f} ± {peer[key][1]:.{digits}f} "
-            f"against {baseline[key][0]:.{digits}f} ± {baseline[key][1]:.{digits}f} for the "
-            f"best baseline, {baseline['method']} ({abs(gap):.{digits}f} "
-            f"{'better' if wins else 'worse'})."
-        )
+        rows = [r for r in records if r["stream"] == stream and not r["method"].startswith("joint")]
+        for label, pool in (("", rows), (", storing no samples", _data_free(rows))):
+            line = _verdict(stream + label, pool, scenario == "lm")
+            if line:
+                lines.append(line)
     return [*lines, ""]
+
+
+def _data_free(rows: list[dict]) -> list[dict]:
+    return [r for r in rows if "replay" not in r["method"]]
+
+
+def _verdict(title: str, rows: list[dict], lm: bool) -> str | None:
+    key = "perplexity" if lm else "average_accuracy"
+    peer = _best([r for r in rows if r["method"].startswith("PEER")], key, lm)
+    baseline = _best([r for r in rows if not r["method"].startswith("PEER")], key, lm)
+    if peer is None or baseline is None:
+        return None
+    gap = peer[key][0] - baseline[key][0]
+    wins = gap < 0 if lm else gap > 0
+    close = abs(gap) <= max(peer[key][1], baseline[key][1])
+    unit, digits = ("perplexity", 2) if lm else ("accuracy", 3)
+    return (
+        f"- **{title}:** {'PEER wins' if wins else 'PEER loses'}"
+        f"{' (within one std over seeds)' if close else ''}: the best of its rows, "
+        f"{peer['method']}, has {unit} {peer[key][0]:.{digits}f} ± {peer[key][1]:.{digits}f} "
+        f"against {baseline[key][0]:.{digits}f} ± {baseline[key][1]:.{digits}f} for the best "
+        f"baseline, {baseline['method']} ({abs(gap):.{digits}f} {'better' if wins else 'worse'})."
+    )
 
 
 def main(argv=None) -> int:
