@@ -37,8 +37,8 @@ class ModelConfig:
     n_heads: int = 4  # attention heads
     expert_blocks: list[int] | None = None  # transformer blocks with the expert FFN; default middle
     # Shared parameters frozen from the second experience on: name prefixes (e.g. ["stem"]),
-    # or ["shared"] for every parameter that growth does not own (growing layers, their
-    # query networks and per-task heads are owned by growth).
+    # ["shared"] for every parameter that growth does not own (growing layers, their query
+    # networks and per-task heads are owned by growth), or ["backbone"]: those but the head.
     freeze_after_first: list[str] = field(default_factory=list)
     # + one group per registered layer, model.<name>: its options (lifelong.layers.LAYERS)
 
@@ -47,8 +47,17 @@ class ModelConfig:
 class GrowthConfig:  # how much each growth adds is the layer's: model.<ffn>.grow_size
     policy: str = "every_experience"  # every_experience | new_task_label | never
     init: str = "random"  # new experts: random | upcycle (copies of the most-used)
-    routing: str = "task_aware"  # task_aware (stage of the sample's task) | task_agnostic
+    # task_aware (the stage of the sample's task) | task_agnostic (every expert) | inferred
+    # (no task label: the stage of the experience a selector infers; docs/task_inference.md)
+    routing: str = "task_aware"
     freeze_query: bool = True  # freeze query networks (and BatchNorm stats) after experience 0
+    # routing=inferred: gaussian (per-experience means, shared shrunk covariance, of the
+    # layer's input) | key_affinity (the stage whose product keys best match the query)
+    selector: str = "gaussian"
+    selector_shrinkage: float = 0.1  # gaussian: covariance shrinkage toward a scaled identity
+    # gaussian: width of the random ReLU features the Gaussians model (0: the input itself)
+    selector_features: int = 1024
+    selector_per_class: bool = True  # gaussian, classification: one Gaussian per class
 
 
 @dataclass

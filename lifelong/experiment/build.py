@@ -18,7 +18,12 @@ from ..data import StreamSpec, build_stream
 from ..metrics import run_metrics
 from ..models import LMCrossEntropy
 from ..optim import LazyAdamW
-from ..plugins import AuxLossPlugin, FiniteLossPlugin, FreezeSharedPlugin
+from ..plugins import (
+    AuxLossPlugin,
+    FiniteLossPlugin,
+    FreezeSharedPlugin,
+    StageStatisticsPlugin,
+)
 from .models import build_model
 from .strategy import build_regularization, build_strategy
 
@@ -87,6 +92,7 @@ def build_experiment(
         FreezeSharedPlugin(list(cfg.model.freeze_after_first)),
         AuxLossPlugin(),
         *build_regularization(cfg),
+        StageStatisticsPlugin(),  # inferred routing: the selectors learn each experience
         FiniteLossPlugin(),  # last: it checks the loss with every penalty added
     ]
     strategy = build_strategy(

@@ -1,10 +1,13 @@
 """The growing layer a run config asks for: ``model.ffn`` names a ``LAYERS`` entry, whose
 group ``model.<name>`` holds its keyword arguments (docs/extending.md)."""
 
+import re
+
 from ..checks import positive_int
 from ..config import ConfigError, keys_named
 from ..layers import LAYERS, GrowingLayer
 from ..models import GrowingExperts
+from ..models.selectors import build_selector
 from .sizing import fitted_options
 
 
@@ -30,10 +33,31 @@ def build_layer(cfg) -> tuple[GrowingLayer, int | None]:
     return layer, grow_size
 
 
-def build_growing(cfg) -> GrowingExperts:
-    """The configured layer inside ``GrowingExperts`` with the run's growth settings."""
+def build_growing(cfg, *, causal: bool = False) -> GrowingExperts:
+    """The configured layer inside ``GrowingExperts`` with the run's growth settings;
+    ``causal``: it sits in a language model (inferred routing then looks back only)."""
     layer, grow_size = build_layer(cfg)
     g = cfg.growth
+    selector = None
+    if g.routing == "inferred":
+        if g.selector == "key_affinity" and not callable(getattr(layer, "queries", None)):
+            raise ConfigError(
+                f"growth.selector=key_affinity scores product keys against a query network; "
+                f"model.ffn={cfg.model.ffn} has none: use growth.selector=gaussian"
+            )
+        try:
+            selector = build_selector(
+                g.selector,
+                dim=cfg.model.dim,
+                shrinkage=g.selector_shrinkage,
+                random_features=g.selector_features,
+                per_class=g.selector_per_class,
+                seed=cfg.seed,
+            )
+        except ValueError as err:  # name the config keys: growth.selector_shrinkage=...
+            message = re.sub(r"\b(shrinkage|random_features)=", r"growth.selector_\1=", str(err))
+            message = message.replace("selector_random_features", "selector_features")
+            raise ConfigError(keys_named(message, "growth.", ["selector"])) from None
     return GrowingExperts(
         layer,
         policy=g.policy,
@@ -41,4 +65,6 @@ def build_growing(cfg) -> GrowingExperts:
         init=g.init,
         routing=g.routing,
         freeze_query=g.freeze_query,
+        selector=selector,
+        causal=causal,
     )

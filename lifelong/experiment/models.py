@@ -54,6 +54,6 @@ def build_transformer(cfg, *, seq_len: int) -> ByteTransformerLM:
     tok, pos = nn.Embedding(BYTE_VOCAB, m.dim), nn.Embedding(seq_len, m.dim)
     blocks = []
     for i in range(m.n_layers):
-        ffn = build_growing(cfg) if i in experts else MLP(m.dim, hidden=4 * m.dim)
+        ffn = build_growing(cfg, causal=True) if i in experts else MLP(m.dim, hidden=4 * m.dim)
         blocks.append(Block(m.dim, m.n_heads, ffn))
     return ByteTransformerLM(tok=tok, pos=pos, blocks=blocks)

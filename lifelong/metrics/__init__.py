@@ -4,6 +4,7 @@
 - ``experts``: expert usage and KL non-uniformity of router mass, per growth stage.
 - ``plugins``: Avalanche plugin metrics collecting both during a run (the matrix, expert
   usage and MoE load; the last two share ``RoutingMetric``).
+- ``task_inference``: how often inferred routing picks the right experience.
 - ``registry``: ``RUN_METRICS``, the metrics every run collects and reports.
 - ``plots``: PNG figures of matrices, forgetting curves and usage maps.
 """
@@ -22,6 +23,7 @@ from .plugins import (
     expert_layers,
 )
 from .registry import RUN_METRICS, run_metrics
+from .task_inference import TaskInferenceMetric
 
 __all__ = [
     "RUN_METRICS",
@@ -29,6 +31,7 @@ __all__ = [
     "ExpertUsageMetric",
     "MoEMetric",
     "RoutingMetric",
+    "TaskInferenceMetric",
     "TrainingProgress",
     "curves_png",
     "expert_layers",

@@ -14,6 +14,7 @@ from torch import nn
 from .matrix_metric import ExperienceMatrix
 from .moe_metric import MoEMetric
 from .progress import TrainingProgress
+from .task_inference import TaskInferenceMetric
 from .usage_metric import ExpertUsageMetric
 
 
@@ -30,7 +31,16 @@ def _moe(task: str, model: nn.Module) -> MoEMetric:
     return MoEMetric()  # looks the MoE layers up in strategy.model at each evaluation
 
 
-RUN_METRICS = (("matrix", _matrix), ("usage", _usage), ("moe", _moe))
+def _task_inference(task: str, model: nn.Module) -> TaskInferenceMetric:
+    return TaskInferenceMetric(model)  # reports only where routing infers the experience
+
+
+RUN_METRICS = (
+    ("matrix", _matrix),
+    ("usage", _usage),
+    ("moe", _moe),
+    ("task_inference", _task_inference),
+)
 
 
 def run_metrics(task: str, model: nn.Module) -> dict[str, TrainingProgress]:

@@ -9,19 +9,31 @@ mode, once per new experience, and the layer's ``grow`` freezes what existed
 Routing (per sample, from the task labels Avalanche passes to the model):
 - ``task_aware``: a sample with task label t uses the experts of the stage t was last
   trained on; an unseen label uses all experts;
-- ``task_agnostic``: every sample uses all experts.
+- ``task_agnostic``: every sample uses all experts;
+- ``inferred``: no task label is read. Each experience is its own "task": in training a
+  sample uses the stage of the experience being trained; in evaluation a ``selector``
+  (``selectors``) infers the experience each sample most likely comes from, from the
+  layer's input, and the sample uses that experience's stage (docs/task_inference.md).
+  With ``causal=True`` the inputs are sequences (B, T, d) and token t's experience is
+  inferred from tokens 0..t only (a running sum of the selector's scores), so nothing
+  later in a window chooses how an earlier byte is predicted.
 """
+
+import contextlib
+from collections import OrderedDict
+from collections.abc import Callable
 
 import torch
 from avalanche.models import DynamicModule
 from torch import Tensor, nn
+from torch.utils.hooks import RemovableHandle
 
 from ..checks import one_of
 from ..data import experience_task_labels
 from ..layers import GrowingLayer
 
 GROWTH_POLICIES = ("every_experience", "new_task_label", "never")
-ROUTINGS = ("task_aware", "task_agnostic")
+ROUTINGS = ("task_aware", "task_agnostic", "inferred")
 EXPERT_INITS = ("random", "upcycle")  # what every built-in layer's grow() takes
 
 
@@ -53,9 +65,13 @@ class GrowingExperts(DynamicModule):
             PEER/PKM, experts for MoEs, hidden units for ``DenseFFN`` (None: as many as
             its first stage).
         init: initialisation of new experts, "random" or "upcycle".
-        routing: "task_aware" or "task_agnostic".
+        routing: "task_aware", "task_agnostic" or "inferred".
         freeze_query: after the first experience, freeze what routes tokens to every stage
             (``layer.freeze_routing()``: PEER's query network and its BatchNorm statistics).
+        selector: for (and only for) routing="inferred", the ``selectors`` module that
+            scores the experiences a sample may come from; its statistics are filled by
+            ``lifelong.plugins.StageStatisticsPlugin`` after each training experience.
+        causal: inputs are (B, T, d) sequences whose token t may only use tokens 0..t.
     """
 
     def __init__(
@@ -67,6 +83,8 @@ class GrowingExperts(DynamicModule):
         init: str = "random",
         routing: str = "task_aware",
         freeze_query: bool = True,
+        selector: nn.Module | None = None,
+        causal: bool = False,
     ):
         super().__init__()
         if not isinstance(layer, GrowingLayer):
@@ -76,10 +94,18 @@ class GrowingExperts(DynamicModule):
         self.routing = one_of("routing", routing, ROUTINGS)
         self.init = one_of("init", init, EXPERT_INITS)
         self.grow_size, self.freeze_query = grow_size, freeze_query
-        # task label -> stage it was last trained on (-1: never trained). A buffer, so it
-        # is saved with the model and the stage mapping survives a checkpoint.
+        if (self.routing == "inferred") != (selector is not None):
+            raise ValueError(
+                f"routing={routing!r}: a selector goes with routing='inferred', and only with it"
+            )
+        self.selector, self.causal = selector, causal
+        # task label (inferred routing: experience) -> stage it was last trained on (-1:
+        # never trained). A buffer, so the stage mapping survives a checkpoint.
         self.register_buffer("task_stage", torch.full((0,), -1, dtype=torch.long))
         self.register_buffer("trained_experiences", torch.zeros(0, dtype=torch.long))
+        self.register_buffer("current", torch.tensor(-1))  # the experience being trained
+        self._inference_hooks: OrderedDict[int, Callable] = OrderedDict()
+        self._forced: int | None = None  # route every sample to this experience
 
     @torch.no_grad()
     def adaptation(self, experience):
@@ -88,7 +114,9 @@ class GrowingExperts(DynamicModule):
         exp_id = int(experience.current_experience)
         if exp_id in self.trained_experiences.tolist():
             return
-        labels = experience_task_labels(experience)
+        inferred = self.routing == "inferred"
+        labels = [exp_id] if inferred else experience_task_labels(experience)
+        self.current.fill_(exp_id)
         if self.trained_experiences.numel():  # not the first experience
             known = {t for t in range(self.task_stage.numel()) if int(self.task_stage[t]) >= 0}
             if grows_at(self.policy, labels, known):
@@ -125,6 +153,48 @@ class GrowingExperts(DynamicModule):
         stage[known] = self.task_stage[labels[known]]
         return torch.where(stage < 0, torch.full_like(stage, latest), stage)
 
-    def forward(self, x: Tensor, task_labels: Tensor | None = None) -> Tensor:
-        """x (B, ..., dim); task_labels (B,) or None."""
-        return self.layer(x, stage=self.stages_for(task_labels))
+    def task_ids(self, x: Tensor, task_labels: Tensor | None) -> Tensor | None:
+        """What the layer routes by: the task labels (B,), or for inferred routing one
+        experience id per sample, or per token if causal: the experience being trained
+        (training), else the likeliest experience (evaluation)."""
+        if self.routing != "inferred":
+            return task_labels
+        batch = x.shape[:2] if self.causal else x.shape[:1]
+        forced = self._forced if self._forced is not None else int(self.current)
+        if self.training or self._forced is not None or not self.trained_experiences.numel():
+            return torch.full(batch, max(forced, 0), dtype=torch.long, device=x.device)
+        ids = self.infer(x)
+        for hook in self._inference_hooks.values():
+            hook(self, ids)
+        return ids
+
+    @torch.no_grad()
+    def infer(self, x: Tensor) -> Tensor:
+        """(B, d) or causal (B, T, d) inputs -> (B,) or (B, T) likeliest experiences."""
+        scores = self.selector.scores(x, layer=self.layer, stage_of=self.task_stage)
+        if self.causal:  # (B, T, E): token t weighs the evidence of tokens 0..t
+            scores = scores.cumsum(1)
+        return scores.argmax(-1)
+
+    @contextlib.contextmanager
+    def routed_to(self, experience: int):
+        """Route every sample to ``experience``'s stage, in training and evaluation alike
+        (the statistics pass after an experience sees it as training did)."""
+        self._forced = experience
+        try:
+            yield self
+        finally:
+            self._forced = None
+
+    def register_inference_hook(self, hook: Callable[[nn.Module, Tensor], None]):
+        """Call ``hook(module, ids)`` with the experiences inferred in each evaluation
+        forward. Returns a handle whose ``remove()`` unhooks."""
+        handle = RemovableHandle(self._inference_hooks)
+        self._inference_hooks[handle.id] = hook
+        return handle
+
+    def forward(self, x: Tensor, task_labels: Tensor | None = None, *, ids=None) -> Tensor:
+        """x (B, ..., dim); task_labels (B,) or None; ``ids`` from ``task_ids``, when the
+        caller needs them too (per-experience heads)."""
+        ids = self.task_ids(x, task_labels) if ids is None else ids
+        return self.layer(x, stage=self.stages_for(ids))

@@ -42,16 +42,23 @@ class TaskHeads(DynamicModule):
     task's samples, so old heads stay intact.
     """
 
-    def __init__(self, dim: int, num_classes: int):
+    def __init__(self, dim: int, num_classes: int, *, per_experience: bool = False):
         super().__init__()
         self.dim, self.num_classes = dim, num_classes
+        # Keyed by experience instead of task label: with inferred routing every experience
+        # is a task whose id the model infers, and its head predicts among its classes.
+        self.per_experience = per_experience
         self.heads = nn.ModuleDict()
 
     @torch.no_grad()
     def adaptation(self, experience):
         device = self._adaptation_device if len(list(self.parameters())) else None
         classes = getattr(experience, "classes_in_this_experience", None)
-        for t in experience_task_labels(experience):
+        if self.per_experience:
+            keys = [int(experience.current_experience)]
+        else:
+            keys = experience_task_labels(experience)
+        for t in keys:
             if str(t) not in self.heads:
                 self.heads[str(t)] = MaskedHead(self.dim, self.num_classes).to(device)
             allowed = self.heads[str(t)].allowed

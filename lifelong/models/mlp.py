@@ -12,8 +12,9 @@ class MLPClassifier(TaskModel):
 
     ``stem`` (Linear + ReLU, or nothing with ``stem=False``) -> residual FFN block
     ``h + ffn(h, task_labels)`` -> head.
-    ``head="multi"`` gives one head per task label (the usual task-IL setup);
-    ``"single"`` one shared head.
+    ``head="multi"`` gives one head per task label (the usual task-IL setup), or per
+    experience when the FFN infers the experience (``routing="inferred"``); ``"single"``
+    one shared head.
     """
 
     def __init__(
@@ -37,7 +38,13 @@ class MLPClassifier(TaskModel):
         self.stem = nn.Sequential(*layers)
         self.ffn = ffn
         self.multi_head = head == "multi"
-        self.head = TaskHeads(dim, num_classes) if self.multi_head else nn.Linear(dim, num_classes)
+        # With inferred routing the heads go by the inferred experience, as the experts do.
+        per_experience = ffn.routing == "inferred"
+        self.head = (
+            TaskHeads(dim, num_classes, per_experience=per_experience)
+            if self.multi_head
+            else nn.Linear(dim, num_classes)
+        )
 
     def forward(self, x: Tensor, task_labels: Tensor | None = None):
         """x (B, ...), task_labels (B,) -> logits (B, num_classes); without task labels,
@@ -45,5 +52,6 @@ class MLPClassifier(TaskModel):
         if task_labels is None:  # Avalanche's MultiTaskModule contract: {task: output}
             return self.forward_all_tasks(x)
         h = self.stem(x)  # (B, dim)
-        h = h + self.ffn(h, task_labels)
-        return self.head(h, task_labels) if self.multi_head else self.head(h)
+        ids = self.ffn.task_ids(h, task_labels)  # (B,) task labels, or inferred experiences
+        h = h + self.ffn(h, ids=ids)
+        return self.head(h, ids) if self.multi_head else self.head(h)

@@ -5,12 +5,15 @@
 - ``AuxLossPlugin``: add the layers' auxiliary losses (MoE load balancing) to the loss.
 - ``FiniteLossPlugin``: stop at the first NaN/Inf loss, before it reaches the weights.
 - ``IndexedExperienceBuffer``: a replay memory that a checkpoint can hold.
+- ``StageStatisticsPlugin``: fill the stage selectors of inferred routing after each
+  experience.
 """
 
 from .aux_loss import AuxLossPlugin
 from .finite_loss import FiniteLossPlugin, NonFiniteLossError
 from .freeze import SHARED, FreezeSharedPlugin
 from .replay_memory import IndexedExperienceBuffer, group_sizes
+from .stage_statistics import StageStatisticsPlugin
 
 __all__ = [
     "SHARED",
@@ -19,5 +22,6 @@ __all__ = [
     "FreezeSharedPlugin",
     "IndexedExperienceBuffer",
     "NonFiniteLossError",
+    "StageStatisticsPlugin",
     "group_sizes",
 ]

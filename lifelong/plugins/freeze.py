@@ -6,14 +6,16 @@ from torch import nn
 from ..layers import managed_parameters
 
 SHARED = "shared"
+BACKBONE = "backbone"  # the shared parameters but the output head (a model's ``head``)
 
 
 class FreezeSharedPlugin(SupervisedPlugin):
     """Before every training experience after the first, freeze the parameters named by
     ``prefixes`` (e.g. "stem", "blocks.0"), or with the word "shared" every parameter that
-    growth does not own (``lifelong.layers.managed_parameters``). Growth protects the old
-    experts; this protects the shared parameters that would otherwise drift toward the
-    newest task."""
+    growth does not own (``lifelong.layers.managed_parameters``), or with "backbone" those
+    but the output head (the parameters under ``head``: a frozen feature extractor whose
+    classifier keeps learning). Growth protects the old experts; this protects the shared
+    parameters that would otherwise drift toward the newest task."""
 
     def __init__(self, prefixes: list[str]):
         super().__init__()
@@ -38,6 +40,8 @@ class FreezeSharedPlugin(SupervisedPlugin):
         named = [(n, p) for n, p in model.named_parameters() if id(p) not in managed]
         if SHARED in self.prefixes:
             return [p for _, p in named]
+        if BACKBONE in self.prefixes:
+            return [p for n, p in named if not n.startswith("head.")]
         unknown = [x for x in self.prefixes if not any(n.startswith(x) for n, _ in named)]
         if unknown:
             roots = sorted({n.split(".")[0] for n, _ in named})

@@ -93,10 +93,10 @@ def matrix_keys(kind: str, average: str) -> list[str]:
 
 
 def test_the_list_names_the_checkpoint_keys_and_builds_per_task():
-    assert [name for name, _ in RUN_METRICS] == ["matrix", "usage", "moe"]
+    assert [name for name, _ in RUN_METRICS] == ["matrix", "usage", "moe", "task_inference"]
     model = PeerMoENet()
     metrics = run_metrics("classification", model)
-    assert list(metrics) == ["matrix", "usage", "moe"]
+    assert list(metrics) == ["matrix", "usage", "moe", "task_inference"]
     assert isinstance(metrics["matrix"], ExperienceMatrix) and metrics["matrix"].kind == "accuracy"
     assert isinstance(metrics["usage"], ExpertUsageMetric) and metrics["usage"].model is model
     assert isinstance(metrics["moe"], MoEMetric) and metrics["moe"].model is None
@@ -104,7 +104,8 @@ def test_the_list_names_the_checkpoint_keys_and_builds_per_task():
 
 
 def test_classification_reports(classification):
-    matrix, usage, moe = classification.metrics.values()
+    matrix, usage, moe, inference = classification.metrics.values()
+    assert inference.report() == {}  # no layer infers its experience: metrics.json unchanged
     report = matrix.report()
     assert list(report) == matrix_keys("accuracy", "average_accuracy")
     R, initial = matrix.matrix, matrix.initial
@@ -171,7 +172,8 @@ def test_classification_plots(classification, tmp_path, monkeypatch):
 
 
 def test_lm_run_without_expert_layers(lm, tmp_path):
-    matrix, usage, moe = lm.metrics.values()
+    matrix, usage, moe, inference = lm.metrics.values()
+    assert inference.report() == {}
     report = matrix.report()
     bits_keys = ["bits_per_byte_matrix", "bits_per_byte", "forgetting_bits_per_byte"]
     assert list(report) == [*matrix_keys("perplexity", "perplexity"), *bits_keys]
@@ -203,7 +205,8 @@ def test_lm_run_without_expert_layers(lm, tmp_path):
 
 
 def test_reports_before_any_evaluation():
-    matrix, usage, moe = run_metrics("classification", PeerMoENet()).values()
+    matrix, usage, moe, inference = run_metrics("classification", PeerMoENet()).values()
+    assert inference.report() == {}
     assert matrix.report() == dict.fromkeys(matrix_keys("accuracy", "average_accuracy")) | {
         "accuracy_matrix": []
     }

@@ -59,6 +59,7 @@ METHODS = {  # every kind of state a checkpoint must carry
     "si+moe": ["train.regularizer=si", "model.ffn=moe"],
     "avalanche lwf": ["train.strategy=lwf"],
     "avalanche ewc": ["train.strategy=ewc", "model.freeze_after_first=[shared]"],
+    "inferred routing": ["growth.routing=inferred", "model.head=multi"],  # selectors
 }
 
 
