@@ -99,6 +99,8 @@ def tune(suite, args, runs_dir: Path) -> list[dict]:
     key, values = args.knob.split("=", 1)
     records = []
     for method in suite.methods_for(args.stream):
+        if args.methods and method.name not in args.methods:
+            continue
         scores = {}
         for value in values.split(","):
             accuracies = [
@@ -139,6 +141,7 @@ def main(argv=None) -> int:
     p.add_argument("--val-fraction", type=float, default=0.2, help="of the training samples")
     p.add_argument("--json", metavar="PATH", help="write the records here")
     p.add_argument("--full", action="store_true", help="the configs' epochs, not --quick's")
+    p.add_argument("--methods", nargs="+", help="only these suite methods (default: all)")
     args = p.parse_args(argv)
 
     torch.set_num_threads(1)  # models this small run fastest on one thread

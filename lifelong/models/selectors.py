@@ -68,7 +68,7 @@ class GaussianSelector(nn.Module):
         self.register_buffer("counts", torch.zeros(0, dtype=torch.float64))  # (K,)
         self.register_buffer("sums", torch.zeros(0, width, dtype=torch.float64))  # (K, D)
         self.register_buffer("second", torch.zeros(width, width, dtype=torch.float64))  # Σ f fᵀ
-        self._cache: tuple | None = None  # (key, weight (D, K), bias (K,), mixture (K, E))
+        self._cache: tuple | None = None  # (key, weight (D, K), bias (K,))
 
     def features(self, x: Tensor) -> Tensor:
         """(..., dim) -> (..., D)."""
@@ -103,11 +103,12 @@ class GaussianSelector(nn.Module):
         self.sums = torch.cat([self.sums, self.sums.new_zeros(1, self.width)])
         return self.counts.numel() - 1
 
-    def discriminant(self) -> tuple[Tensor, Tensor, Tensor]:
-        """(W (D, K), b (K,), mixture (K, E)): ``f @ W + b`` is each component's Gaussian
+    def discriminant(self) -> tuple[Tensor, Tensor]:
+        """(W (D, K), b (K,)), float32: ``f @ W + b`` is each component's Gaussian
         log-likelihood of features f up to a term common to all, ``μ_kᵀ P f - ½ μ_kᵀ P μ_k``
-        (P the precision of the shrunk pooled covariance), and ``mixture`` adds each
-        component's log weight within its experience (-inf outside it)."""
+        (P the precision of the shrunk pooled covariance), plus the component's log weight
+        within its experience, ``log(n_k / n_e)``. Solved in float64 once per change of
+        the statistics; scored in float32 (the argmax is all that is used)."""
         key = (self.counts.numel(), float(self.counts.sum()), self.counts.device)
         if self._cache is None or self._cache[0] != key:
             means = self.sums / self.counts[:, None]  # (K, D)
@@ -119,22 +120,27 @@ class GaussianSelector(nn.Module):
             precision = torch.linalg.inv((1 - a) * cov + a * cov.trace() / self.width * eye)
             weight = precision @ means.T  # (D, K)
             bias = -0.5 * (means @ precision * means).sum(-1)  # (K,)
-            experiences = int(self.experience.max()) + 1
-            total = torch.zeros(experiences, dtype=cov.dtype, device=cov.device)
+            total = torch.zeros(int(self.experience.max()) + 1, dtype=cov.dtype, device=cov.device)
             total.index_add_(0, self.experience, self.counts)
-            mixture = torch.full(
-                (k, experiences), float("-inf"), dtype=cov.dtype, device=cov.device
-            )
-            mixture[torch.arange(k), self.experience] = (self.counts / total[self.experience]).log()
-            self._cache = (key, weight, bias, mixture)
+            bias = bias + (self.counts / total[self.experience]).log()
+            self._cache = (key, weight.float(), bias.float())
         return self._cache[1:]
 
     def scores(self, x: Tensor, **context) -> Tensor:
         """(..., dim) inputs -> (..., E) log-likelihood of each experience's mixture
         (-inf for an experience without statistics)."""
-        weight, bias, mixture = self.discriminant()
-        per_component = self.features(x).to(weight.dtype) @ weight + bias  # (..., K)
-        return torch.logsumexp(per_component[..., :, None] + mixture, dim=-2).float()
+        weight, bias = self.discriminant()
+        lead = x.shape[:-1]
+        per_component = (self.features(x) @ weight + bias).reshape(-1, bias.numel())  # (M, K)
+        # logsumexp over each experience's own components, O(M·K) (not M·K·E): the max
+        # per experience, then the sum of exp below it.
+        m, experiences = per_component.shape[0], int(self.experience.max()) + 1
+        owner = self.experience.expand(m, -1)  # (M, K)
+        top = per_component.new_full((m, experiences), float("-inf"))
+        top = top.scatter_reduce(1, owner, per_component, "amax")
+        below = (per_component - top.gather(1, owner)).exp()
+        total = per_component.new_zeros(m, experiences).index_add_(1, self.experience, below)
+        return (top + total.log()).reshape(*lead, experiences)
 
     def nbytes(self) -> int:
         return sum(b.numel() * b.element_size() for b in self.buffers())

@@ -43,7 +43,8 @@ def test_markdown_lists_every_cell_and_the_parameters():
     ]
     text = cl_suite.markdown(records, quick=True, seeds=1)
     assert "## split_digits_task_il (task-il" in text
-    assert "| dense naive | 0.900 ± 0.000 | 0.000 ± 0.000 | 0.500 ± 0.000 | 0.250 ± 0.000 " in text
+    row = "| dense naive | 0.900 ± 0.000 | 0.000 ± 0.000 | – | 0.500 ± 0.000 | 0.250 ± 0.000 "
+    assert row in text  # no stage inferred: "–"
     assert "| 1,000 | 100 |" in text
     assert "| PEER + growth, task label at test |" in text
 
@@ -75,7 +76,8 @@ def test_every_method_runs_on_every_stream_config():
 def test_active_params_after_the_last_growth_are_equal_across_methods(stream, tmp_path):
     """The oracle is the report's own count (``active_params_per_token``) on each method's
     model, grown over the whole stream as a run grows it, not the sizing formulas. PEER in
-    every block has a PEER layer where the others have an MLP: more, by design."""
+    every block has a PEER layer where the others have an MLP: more, by design. The stem,
+    where a method keeps one, is left out of the comparison."""
     from lifelong.experiment import build_model, build_stream_from_config
     from lifelong.training.report import active_params_per_token
     from lifelong.training.run_state import grow_like_checkpoint
@@ -91,11 +93,14 @@ def test_active_params_after_the_last_growth_are_equal_across_methods(stream, tm
             train_stream=bm.train_stream,
             test_stream=bm.test_stream,
         )
-        counts[method.name] = active_params_per_token(model)
+        # A stem (kept on Permuted Digits by the methods that validate better with it) is
+        # in front of every method's FFN alike: what is compared is the rest.
+        stem = sum(p.numel() for n, p in model.named_parameters() if n.startswith("stem."))
+        counts[method.name] = active_params_per_token(model) - stem
     peer = counts["PEER + growth + replay"]
     assert cl_suite.peer_growths(stream, True) == len(bm.train_stream) - 1
     for method, count in counts.items():
-        if method == "PEER + growth in every block":
+        if method.startswith("PEER + growth in every block"):
             assert count > peer
             continue
         # Rounding a width to whole units: within one unit of 2·dim weights per expert slot.

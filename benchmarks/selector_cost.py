@@ -1,0 +1,141 @@
+"""What inferring the stage costs at evaluation: the same trained model evaluated over its
+test stream twice, once with inferred routing (the selector scores every sample, or every
+token) and once routed by the true experience (``GrowingExperts.routed_to``: no selector,
+the oracle). The ratio is the selector's share of evaluation time.
+
+    OMP_NUM_THREADS=1 python benchmarks/selector_cost.py --json selector_cost.json
+    python benchmarks/selector_cost.py --configs configs/permuted_digits.yaml --set model.stem=false
+
+Each config is trained once with ``growth.routing=inferred`` (quiet, in a temporary
+directory; ``--set`` overrides apply to every one of them), then both
+evaluations alternate ``--repeats`` times and the fastest of each is kept, so a burst of
+other work on the machine does not land on one side only. Goal: ``ratio`` <= 1.10.
+Also printed: ``inferred_accuracy`` / ``oracle_accuracy`` (or perplexities), the price of a
+wrong guess, and the selector's bytes.
+"""
+
+import argparse
+import contextlib
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIGS = [
+    "configs/split_digits_class_il.yaml",
+    "configs/permuted_digits.yaml",
+    "configs/text_domains.yaml",
+]
+QUIET = ["log.progress=false", "log.tensorboard=false", "log.png=false"]
+
+
+def trained(config: str, overrides: list[str], runs_dir: Path):
+    """(cfg, model, task, test stream, run dir) after a quiet inferred-routing run."""
+    from lifelong.config import load_config
+    from lifelong.experiment import build_experiment
+    from lifelong.training.checkpoint import CHECKPOINT, load_checkpoint
+    from lifelong.training.run import run
+    from lifelong.training.run_state import grow_like_checkpoint
+
+    extra = ["growth.routing=inferred", "model.head=multi", f"runs_dir={runs_dir}", *QUIET]
+    cfg = load_config(ROOT / config, [*extra, *overrides])
+    run_dir = run(cfg)
+    built = build_experiment(cfg, metrics=False)
+    state = load_checkpoint(run_dir / CHECKPOINT)
+    stream = built.spec.benchmark
+    grow_like_checkpoint(
+        built.model,
+        int(state["finished"]),
+        train_stream=stream.train_stream,
+        test_stream=stream.test_stream,
+    )
+    built.model.load_state_dict(state["model"])
+    return cfg, built.model.eval(), built.spec.task, stream.test_stream, run_dir
+
+
+def evaluate(model, test_stream, kind: str, batch_size: int, oracle: bool) -> tuple[float, float]:
+    """(seconds, averaged score) over the test stream; ``oracle``: route by the experience."""
+    from lifelong.models import GrowingExperts
+    from lifelong.training.evaluate import score_experience
+
+    inferring = [m for m in model.modules() if isinstance(m, GrowingExperts)]
+    scores, seconds = [], 0.0
+    for experience in test_stream:
+        e = int(experience.current_experience)
+        with contextlib.ExitStack() as stack:
+            if oracle:
+                for m in inferring:
+                    stack.enter_context(m.routed_to(e))
+            t0 = time.perf_counter()
+            scores.append(
+                score_experience(model, experience, kind=kind, batch_size=batch_size, device="cpu")
+            )
+            seconds += time.perf_counter() - t0
+    return seconds, sum(scores) / len(scores)
+
+
+def measure(config: str, overrides: list[str], repeats: int, runs_dir: Path) -> dict:
+    cfg, model, task, test_stream, _ = trained(config, overrides, runs_dir)
+    return {
+        "config": config,
+        "overrides": overrides,
+        **timed(cfg, model, task, test_stream, repeats),
+    }
+
+
+def timed(cfg, model, task: str, test_stream, repeats: int) -> dict:
+    """Both evaluations of a trained model, alternated ``repeats`` times."""
+    from lifelong.metrics.task_inference import inferring_layers
+
+    kind = "perplexity" if task == "lm" else "accuracy"
+    batch = cfg.train.eval_batch_size
+    times = {"inferred": [], "oracle": []}
+    score = {}
+    for _ in range(repeats):
+        for side in ("inferred", "oracle"):
+            seconds, score[side] = evaluate(model, test_stream, kind, batch, side == "oracle")
+            times[side].append(seconds)
+    best = {side: min(t) for side, t in times.items()}
+    return {
+        "metric": kind,
+        f"inferred_{kind}": score["inferred"],
+        f"oracle_{kind}": score["oracle"],
+        "inferred_eval_s": best["inferred"],
+        "oracle_eval_s": best["oracle"],
+        "ratio": best["inferred"] / best["oracle"],
+        "selector_bytes": sum(m.selector.nbytes() for m in inferring_layers(model).values()),
+    }
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("--configs", nargs="+", default=CONFIGS)
+    p.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE", help="for every config")
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--json", metavar="PATH", help="write the list of records here")
+    args = p.parse_args(argv)
+
+    import warnings
+
+    warnings.filterwarnings("ignore")
+    torch.manual_seed(0)
+    records = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for config in args.configs:
+            record = measure(config, list(args.set), args.repeats, Path(tmp))
+            records.append(record)
+            print(json.dumps(record), file=sys.stderr, flush=True)
+    if args.json:
+        Path(args.json).write_text(json.dumps(records, indent=1) + "\n")
+    print(json.dumps(records, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
