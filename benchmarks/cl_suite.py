@@ -133,6 +133,12 @@ METHODS = [
         why="no label: the stage whose product keys best match the frozen query",
     ),
     Method(
+        "PEER + growth, inferred (byte bigram)",
+        (*INFERRED, "growth.selector=byte_bigram"),
+        frozenset({"lm"}),
+        why="no label: each domain's byte and byte-pair counts name the stage of each byte",
+    ),
+    Method(
         "PEER + growth in every block, inferred (Gaussian)",
         (*INFERRED, "growth.selector=gaussian", "model.expert_blocks=[0,1]"),
         frozenset({"lm"}),

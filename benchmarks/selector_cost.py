@@ -17,6 +17,7 @@ wrong guess, and the selector's bytes.
 import argparse
 import contextlib
 import json
+import math
 import sys
 import tempfile
 import time
@@ -58,7 +59,8 @@ def trained(config: str, overrides: list[str], runs_dir: Path):
 
 
 def evaluate(model, test_stream, kind: str, batch_size: int, oracle: bool) -> tuple[float, float]:
-    """(seconds, averaged score) over the test stream; ``oracle``: route by the experience."""
+    """(seconds, score) over the test stream, the score averaged as the run's headline;
+    ``oracle``: route by the experience."""
     from lifelong.models import GrowingExperts
     from lifelong.training.evaluate import score_experience
 
@@ -75,6 +77,8 @@ def evaluate(model, test_stream, kind: str, batch_size: int, oracle: bool) -> tu
                 score_experience(model, experience, kind=kind, batch_size=batch_size, device="cpu")
             )
             seconds += time.perf_counter() - t0
+    if kind == "perplexity":  # the headline's geometric mean: exp of the mean loss
+        return seconds, math.exp(sum(math.log(v) for v in scores) / len(scores))
     return seconds, sum(scores) / len(scores)
 
 

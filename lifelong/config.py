@@ -52,7 +52,8 @@ class GrowthConfig:  # how much each growth adds is the layer's: model.<ffn>.gro
     routing: str = "task_aware"
     freeze_query: bool = True  # freeze query networks (and BatchNorm stats) after experience 0
     # routing=inferred: gaussian (per-experience means, shared shrunk covariance, of the
-    # layer's input) | key_affinity (the stage whose product keys best match the query)
+    # layer's input) | key_affinity (the stage whose product keys best match the query) |
+    # byte_bigram (byte language models: each experience's byte and byte-pair counts)
     selector: str = "gaussian"
     selector_shrinkage: float = 0.1  # gaussian: covariance shrinkage toward a scaled identity
     # gaussian: width of the random ReLU features the Gaussians model (0: the input itself)

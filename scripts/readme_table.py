@@ -27,7 +27,7 @@ PEER_ROWS = {  # the config's own PEER growth, then growth with its stage inferr
     "split_digits_task_il": ("PEER + growth, task label at test",),
     "split_digits_class_il": ("PEER + growth, no task label", INFERRED),
     "permuted_digits": ("PEER + growth, no task label", INFERRED),
-    "text_domains": ("PEER + growth, task label at test", INFERRED),
+    "text_domains": ("PEER + growth, task label at test", "PEER + growth, inferred (byte bigram)"),
 }
 CANDIDATES = ("dense replay", "dense LwF", "dense growth")
 JOINT = "joint (upper bound)"

@@ -152,6 +152,16 @@ CASES = [
         ("model.peer.topk=5 exceeds the 4 sub-keys per side", "choose 1 <= topk <= 4"),
     ),
     Case(
+        "byte selector without bytes",
+        lambda tmp: [DIGITS, "growth.routing=inferred", "growth.selector=byte_bigram"],
+        ("growth.selector=byte_bigram reads the input bytes", "use growth.selector=gaussian"),
+    ),
+    Case(
+        "unknown selector",
+        lambda tmp: [DIGITS, "growth.routing=inferred", "growth.selector=lda"],
+        ("growth.selector='lda'", "byte_bigram"),
+    ),
+    Case(
         "nan loss",
         nan_features,
         ("nan", "experience 1", "iteration"),

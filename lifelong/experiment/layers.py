@@ -40,6 +40,11 @@ def build_growing(cfg, *, causal: bool = False) -> GrowingExperts:
     g = cfg.growth
     selector = None
     if g.routing == "inferred":
+        if g.selector == "byte_bigram" and not causal:
+            raise ConfigError(
+                "growth.selector=byte_bigram reads the input bytes of a byte language model; "
+                f"model.kind={cfg.model.kind} has none: use growth.selector=gaussian"
+            )
         if g.selector == "key_affinity" and not callable(getattr(layer, "queries", None)):
             raise ConfigError(
                 f"growth.selector=key_affinity scores product keys against a query network; "

@@ -153,25 +153,29 @@ class GrowingExperts(DynamicModule):
         stage[known] = self.task_stage[labels[known]]
         return torch.where(stage < 0, torch.full_like(stage, latest), stage)
 
-    def task_ids(self, x: Tensor, task_labels: Tensor | None) -> Tensor | None:
+    def task_ids(
+        self, x: Tensor, task_labels: Tensor | None, tokens: Tensor | None = None
+    ) -> Tensor | None:
         """What the layer routes by: the task labels (B,), or for inferred routing one
         experience id per sample, or per token if causal: the experience being trained
-        (training), else the likeliest experience (evaluation)."""
+        (training), else the likeliest experience (evaluation). ``tokens``: the model's
+        input bytes (B, T), for selectors that read them."""
         if self.routing != "inferred":
             return task_labels
         batch = x.shape[:2] if self.causal else x.shape[:1]
         forced = self._forced if self._forced is not None else int(self.current)
         if self.training or self._forced is not None or not self.trained_experiences.numel():
             return torch.full(batch, max(forced, 0), dtype=torch.long, device=x.device)
-        ids = self.infer(x)
+        ids = self.infer(x, tokens)
         for hook in self._inference_hooks.values():
             hook(self, ids)
         return ids
 
     @torch.no_grad()
-    def infer(self, x: Tensor) -> Tensor:
+    def infer(self, x: Tensor, tokens: Tensor | None = None) -> Tensor:
         """(B, d) or causal (B, T, d) inputs -> (B,) or (B, T) likeliest experiences."""
-        scores = self.selector.scores(x, layer=self.layer, stage_of=self.task_stage)
+        context = {"layer": self.layer, "stage_of": self.task_stage, "tokens": tokens}
+        scores = self.selector.scores(x, **context)
         if self.causal:  # (B, T, E): token t weighs the evidence of tokens 0..t
             scores = scores.cumsum(1)
         return scores.argmax(-1)
@@ -193,8 +197,10 @@ class GrowingExperts(DynamicModule):
         self._inference_hooks[handle.id] = hook
         return handle
 
-    def forward(self, x: Tensor, task_labels: Tensor | None = None, *, ids=None) -> Tensor:
+    def forward(
+        self, x: Tensor, task_labels: Tensor | None = None, *, ids=None, tokens=None
+    ) -> Tensor:
         """x (B, ..., dim); task_labels (B,) or None; ``ids`` from ``task_ids``, when the
-        caller needs them too (per-experience heads)."""
-        ids = self.task_ids(x, task_labels) if ids is None else ids
+        caller needs them too (per-experience heads); ``tokens`` (B, T) input bytes."""
+        ids = self.task_ids(x, task_labels, tokens) if ids is None else ids
         return self.layer(x, stage=self.stages_for(ids))

@@ -10,6 +10,8 @@ sample to the stage of its best-scoring experience when no task label may be use
   one covariance shared by all, shrunk toward a scaled identity, accumulated from
   sufficient statistics in float64; Mahalanobis distance picks the experience. Memory
   O(K·D + D²) for K components of width D (optionally random ReLU features, RanPAC).
+- ``ByteBigramSelector`` (``byte_selector``): for byte language models, each experience's
+  byte and byte-pair counts, a causal naive-Bayes language identifier.
 - ``KeyAffinitySelector`` (as L2P, Wang et al. 2022, matches a frozen query against learned
   keys): the experience whose stage's product keys score highest against the frozen query,
   the sum over heads of the top-k scores among that stage's own experts. No memory.
@@ -164,7 +166,7 @@ class KeyAffinitySelector(nn.Module):
         """Nothing to keep: the keys are the memory."""
 
     @torch.no_grad()
-    def scores(self, x: Tensor, *, layer: nn.Module, stage_of: Tensor) -> Tensor:
+    def scores(self, x: Tensor, *, layer: nn.Module, stage_of: Tensor, **context) -> Tensor:
         """(..., d) layer inputs -> (..., E); ``stage_of`` (E,) the stage each experience
         trained (-1: none)."""
         lead = x.shape[:-1]
@@ -184,11 +186,15 @@ class KeyAffinitySelector(nn.Module):
         return 0
 
 
-SELECTORS = ("gaussian", "key_affinity")
+SELECTORS = ("gaussian", "key_affinity", "byte_bigram")
 
 
 def build_selector(name: str, *, dim: int, **gaussian) -> nn.Module:
     """The selector called ``name`` for inputs of width ``dim``; ``gaussian``: the keyword
-    arguments of ``GaussianSelector``."""
+    arguments of ``GaussianSelector`` (the others take none)."""
+    from .byte_selector import ByteBigramSelector
+
     one_of("selector", name, SELECTORS)
-    return GaussianSelector(dim, **gaussian) if name == "gaussian" else KeyAffinitySelector()
+    if name == "gaussian":
+        return GaussianSelector(dim, **gaussian)
+    return KeyAffinitySelector() if name == "key_affinity" else ByteBigramSelector()

@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..data.byte_windows import BYTE_VOCAB
+from .growing import GrowingExperts
 from .task_model import TaskModel
 
 
@@ -37,8 +38,12 @@ class Block(nn.Module):
         self.attn = CausalSelfAttention(dim, heads)
         self.ffn = ffn
 
-    def forward(self, x: Tensor, task_labels: Tensor | None) -> Tensor:
+    def forward(self, x: Tensor, task_labels: Tensor | None, tokens: Tensor | None = None):
+        """x (B, T, dim); ``tokens`` (B, T), the input bytes, for a growing FFN whose
+        selector reads them."""
         x = x + self.attn(self.ln1(x))
+        if isinstance(self.ffn, GrowingExperts):
+            return x + self.ffn(self.ln2(x), task_labels, tokens=tokens)
         return x + self.ffn(self.ln2(x), task_labels)
 
 
@@ -83,7 +88,7 @@ class ByteTransformerLM(TaskModel):
             raise ValueError(f"sequence length {T} exceeds seq_len={self.seq_len}")
         h = self.tok(x) + self.pos(torch.arange(T, device=x.device))  # (B, T, dim)
         for block in self.blocks:
-            h = block(h, task_labels)
+            h = block(h, task_labels, x)
         return self.lm_head(self.ln_f(h))  # (B, T, 256)
 
 

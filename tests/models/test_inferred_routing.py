@@ -3,6 +3,7 @@
 import json
 from pathlib import Path
 
+import pytest
 import torch
 
 from lifelong.config import load_config
@@ -18,10 +19,12 @@ class Experience:
         self.current_experience = e
 
 
-def test_language_model_routing_is_causal():
+@pytest.mark.parametrize("selector", ["gaussian", "byte_bigram"])
+def test_language_model_routing_is_causal(selector):
     """Changing byte t+1 never changes the prediction of byte t+1 or any earlier one: the
     experience routing position t is inferred from positions 0..t only."""
-    cfg = load_config(CONFIGS / "text_domains_smoke.yaml", ["growth.routing=inferred"])
+    overrides = ["growth.routing=inferred", f"growth.selector={selector}"]
+    cfg = load_config(CONFIGS / "text_domains_smoke.yaml", overrides)
     model = build_model(cfg, build_stream_from_config(cfg))
     (ffn,) = [m for m in model.modules() if isinstance(m, GrowingExperts)]
     gen = torch.Generator().manual_seed(0)

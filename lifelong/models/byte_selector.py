@@ -1,0 +1,83 @@
+"""``ByteBigramSelector``: which experience a byte comes from, by the byte statistics of each
+experience's training text (a causal naive-Bayes language identifier).
+
+The bytes are the one feature space of a language model that no training moves, and the
+text domains differ most in them: what a frozen hidden state adds on top of the byte
+counts is measured in docs/task_inference.md (it adds noise, not evidence). Per
+experience e the selector keeps the byte counts c_e(b) and the bigram counts c_e(a, b);
+byte t scores
+
+    log( λ·p_e(x_t | x_{t-1}) + (1 - λ)·p_e(x_t) )
+
+an interpolated (Jelinek & Mercer 1980) bigram, p_e(b) add-½ smoothed and the bigram
+term falling back to it where the context byte was never seen in e. ``GrowingExperts``
+sums the scores over bytes 0..t (causal), so the stage of byte t is the naive-Bayes
+posterior mode given the prefix. Memory: (256² + 256) counts per experience.
+"""
+
+import torch
+from torch import Tensor, nn
+
+from ..checks import fraction
+from ..data.byte_windows import BYTE_VOCAB
+
+
+class ByteBigramSelector(nn.Module):
+    """Args:
+    weight: λ, the bigram's share of the interpolation, 0 < λ < 1.
+    """
+
+    def __init__(self, *, weight: float = 0.5):
+        super().__init__()
+        self.weight = fraction("weight", weight)
+        self.register_buffer("unigram", torch.zeros(0, BYTE_VOCAB, dtype=torch.float64))  # (E, V)
+        self.register_buffer(
+            "bigram", torch.zeros(0, BYTE_VOCAB, BYTE_VOCAB, dtype=torch.float64)
+        )  # (E, V, V): [e, previous byte, byte]
+
+    @torch.no_grad()
+    def update(self, experience: int, x: Tensor, labels: Tensor | None = None) -> None:
+        """Add an experience's windows: ``labels`` (B, T), the input bytes (``x``, the layer
+        input, is not used)."""
+        if labels is None or labels.dim() != 2:
+            raise ValueError("ByteBigramSelector.update needs the input bytes (B, T) as labels")
+        while self.unigram.shape[0] <= experience:  # a row per experience, as they come
+            self.unigram = torch.cat([self.unigram, self.unigram.new_zeros(1, BYTE_VOCAB)])
+            self.bigram = torch.cat([self.bigram, self.bigram.new_zeros(1, BYTE_VOCAB, BYTE_VOCAB)])
+        b = labels.to(self.unigram.device).long()
+        ones = torch.ones(b.numel(), dtype=torch.float64, device=b.device)
+        self.unigram[experience].index_add_(0, b.reshape(-1), ones)
+        pairs = (b[:, :-1] * BYTE_VOCAB + b[:, 1:]).reshape(-1)
+        self.bigram[experience].view(-1).index_add_(0, pairs, ones[: pairs.numel()])
+
+    @torch.no_grad()
+    def scores(self, x: Tensor, *, tokens: Tensor | None = None, **context) -> Tensor:
+        """(B, T) bytes (``tokens``; ``x`` is the layer input, not used) -> (B, T, E)
+        log-probability of byte t under each experience's interpolated bigram; -inf for
+        an experience without counts."""
+        if tokens is None:
+            raise ValueError(
+                "growth.selector=byte_bigram reads the input bytes: it needs a byte language "
+                "model (model.kind=transformer)"
+            )
+        unigram = (self.unigram + 0.5) / (self.unigram + 0.5).sum(-1, keepdim=True)  # (E, V)
+        seen = self.bigram.sum(-1, keepdim=True)  # (E, V, 1): how often each context occurs
+        bigram = torch.where(seen > 0, self.bigram / seen.clamp(min=1), unigram[:, None, :])
+        t = tokens.long()
+        p = unigram[:, t]  # (E, B, T)
+        previous = torch.cat([t[:, :1], t[:, :-1]], 1)  # byte 0 has no context: unigram only
+        pair = bigram[:, previous, t]
+        pair[:, :, 0] = p[:, :, 0]
+        out = (self.weight * pair + (1 - self.weight) * p).log().permute(1, 2, 0)  # (B, T, E)
+        empty = self.unigram.sum(-1) == 0
+        return out.masked_fill(empty, float("-inf")).float()
+
+    def nbytes(self) -> int:
+        return sum(b.numel() * b.element_size() for b in self.buffers())
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # One row per experience seen: take the saved shapes.
+        for name in ("unigram", "bigram"):
+            if prefix + name in state_dict:
+                setattr(self, name, state_dict[prefix + name].clone())
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
