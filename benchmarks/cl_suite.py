@@ -327,7 +327,9 @@ def markdown(records: list[dict], quick: bool, seeds: int) -> str:
         + f"` ({seeds} seed{'s' if seeds > 1 else ''}, mean ± std over seeds, each seed its "
         "own stream; 2-core CPU). Configs and hyper-parameters are the ones in `configs/` "
         "and the method overrides in `benchmarks/cl_suite.py`; nothing was tuned on the "
-        "test stream or per method. Methods and budgets: `docs/benchmarks.md`.",
+        "test stream, and the one choice made on data (the stem) was made on validation "
+        "data the same way for every method. Methods and budgets: `docs/benchmarks.md`; "
+        "inferred routing: `docs/task_inference.md`.",
         "",
     ]
     for stream, (config, scenario, _) in STREAMS.items():
