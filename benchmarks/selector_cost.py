@@ -37,25 +37,13 @@ QUIET = ["log.progress=false", "log.tensorboard=false", "log.png=false"]
 def trained(config: str, overrides: list[str], runs_dir: Path):
     """(cfg, model, task, test stream, run dir) after a quiet inferred-routing run."""
     from lifelong.config import load_config
-    from lifelong.experiment import build_experiment
-    from lifelong.training.checkpoint import CHECKPOINT, load_checkpoint
+    from lifelong.training.evaluate import load_run
     from lifelong.training.run import run
-    from lifelong.training.run_state import grow_like_checkpoint
 
     extra = ["growth.routing=inferred", "model.head=multi", f"runs_dir={runs_dir}", *QUIET]
-    cfg = load_config(ROOT / config, [*extra, *overrides])
-    run_dir = run(cfg)
-    built = build_experiment(cfg, metrics=False)
-    state = load_checkpoint(run_dir / CHECKPOINT)
-    stream = built.spec.benchmark
-    grow_like_checkpoint(
-        built.model,
-        int(state["finished"]),
-        train_stream=stream.train_stream,
-        test_stream=stream.test_stream,
-    )
-    built.model.load_state_dict(state["model"])
-    return cfg, built.model.eval(), built.spec.task, stream.test_stream, run_dir
+    run_dir = run(load_config(ROOT / config, [*extra, *overrides]))
+    cfg, built = load_run(run_dir)
+    return cfg, built.model, built.spec.task, built.spec.benchmark.test_stream, run_dir
 
 
 def evaluate(model, test_stream, kind: str, batch_size: int, oracle: bool) -> tuple[float, float]:

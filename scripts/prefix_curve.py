@@ -22,23 +22,10 @@ from torch.utils.data import DataLoader
 
 def load_run(run_dir: Path):
     """(model, test stream) of a finished run, loaded as ``lifelong eval`` loads it."""
-    from lifelong.config import load_config
-    from lifelong.experiment import build_experiment
-    from lifelong.training.checkpoint import CHECKPOINT, load_checkpoint
-    from lifelong.training.run_state import grow_like_checkpoint
+    from lifelong.training.evaluate import load_run as load
 
-    cfg = load_config(run_dir / "config.yaml")
-    state = load_checkpoint(run_dir / CHECKPOINT)
-    built = build_experiment(cfg, metrics=False)
-    bench = built.spec.benchmark
-    grow_like_checkpoint(
-        built.model,
-        int(state["finished"]),
-        train_stream=bench.train_stream,
-        test_stream=bench.test_stream,
-    )
-    built.model.load_state_dict(state["model"])
-    return built.model.eval(), bench.test_stream
+    _, built = load(run_dir)
+    return built.model, built.spec.benchmark.test_stream
 
 
 @torch.no_grad()

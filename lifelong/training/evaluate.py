@@ -46,6 +46,25 @@ def score_experience(model, experience, *, kind: str, batch_size: int, device) -
     return score_value(kind, numerator, tokens)
 
 
+def load_run(run_dir: Path):
+    """(config, ``build_experiment`` result) of a finished run: the model grown as the run
+    grew it, on its own stream, loaded from its checkpoint and in evaluation mode."""
+    run_dir = Path(run_dir)
+    cfg = load_config(run_dir / "config.yaml")
+    state = load_checkpoint(run_dir / CHECKPOINT)
+    built = build_experiment(cfg, metrics=False)
+    bench = built.spec.benchmark
+    grow_like_checkpoint(
+        built.model,
+        int(state["finished"]),
+        train_stream=bench.train_stream,
+        test_stream=bench.test_stream,
+    )
+    built.model.load_state_dict(state["model"])
+    built.model.eval()
+    return cfg, built
+
+
 def evaluate_run(run_dir: Path, overrides: list[str] = ()) -> dict:
     """{"metric", "split", "stream", "experience_names", "per_experience", "average",
     "trained_experiences"}; also written to ``run_dir/eval.json`` (``eval_train.json`` for
