@@ -102,15 +102,6 @@ class MoEMetric(RoutingMetric):
         keep_history: keep every experience's figures and per-expert counts in ``history``.
     """
 
-    def __init__(
-        self,
-        model: nn.Module | None = None,
-        *,
-        stream: str | None = "test",
-        keep_history: bool = True,
-    ):
-        super().__init__(model, stream=stream, keep_history=keep_history)
-
     def __str__(self) -> str:
         return "MoE"
 

@@ -52,7 +52,13 @@ class RoutingMetric(TrainingProgress):
 
     STATE = ("history", "_latest_overall")
 
-    def __init__(self, model: nn.Module | None, *, stream: str | None, keep_history: bool):
+    def __init__(
+        self,
+        model: nn.Module | None = None,
+        *,
+        stream: str | None = "test",
+        keep_history: bool = True,
+    ):
         super().__init__(stream)
         self.model = model
         self.keep_history = keep_history

@@ -36,16 +36,8 @@ class TaskInferenceMetric(RoutingMetric):
     ``strategy.model``). ``history`` entries: trained, experience, layer, correct, total,
     accuracy."""
 
-    def __init__(
-        self,
-        model: nn.Module | None = None,
-        *,
-        stream: str | None = "test",
-        keep_history: bool = True,
-    ):
-        super().__init__(model, stream=stream, keep_history=keep_history)
-        self._experience = -1  # the test experience now evaluated
-        self._bytes = 0  # what the selectors keep, at the last evaluation
+    _experience = -1  # the test experience now evaluated (set before each)
+    _bytes = 0  # what the selectors keep, at the last evaluation (set at each)
 
     def __str__(self) -> str:
         return "TaskInference"

@@ -103,7 +103,6 @@ class GrowingExperts(DynamicModule):
         # never trained). A buffer, so the stage mapping survives a checkpoint.
         self.register_buffer("task_stage", torch.full((0,), -1, dtype=torch.long))
         self.register_buffer("trained_experiences", torch.zeros(0, dtype=torch.long))
-        self.register_buffer("current", torch.tensor(-1))  # the experience being trained
         self._inference_hooks: OrderedDict[int, Callable] = OrderedDict()
         self._forced: int | None = None  # route every sample to this experience
 
@@ -116,7 +115,6 @@ class GrowingExperts(DynamicModule):
             return
         inferred = self.routing == "inferred"
         labels = [exp_id] if inferred else experience_task_labels(experience)
-        self.current.fill_(exp_id)
         if self.trained_experiences.numel():  # not the first experience
             known = {t for t in range(self.task_stage.numel()) if int(self.task_stage[t]) >= 0}
             if grows_at(self.policy, labels, known):
@@ -163,13 +161,16 @@ class GrowingExperts(DynamicModule):
         if self.routing != "inferred":
             return task_labels
         batch = x.shape[:2] if self.causal else x.shape[:1]
-        forced = self._forced if self._forced is not None else int(self.current)
-        if self.training or self._forced is not None or not self.trained_experiences.numel():
-            return torch.full(batch, max(forced, 0), dtype=torch.long, device=x.device)
-        ids = self.infer(x, tokens)
-        for hook in self._inference_hooks.values():
-            hook(self, ids)
-        return ids
+        seen = self.trained_experiences
+        if self._forced is None and not self.training and seen.numel():
+            ids = self.infer(x, tokens)
+            for hook in self._inference_hooks.values():
+                hook(self, ids)
+            return ids
+        # Forced, or training: the experience being trained, the last one adapted to (0
+        # before any: the sum of an empty slice).
+        experience = self._forced if self._forced is not None else int(seen[-1:].sum())
+        return torch.full(batch, experience, dtype=torch.long, device=x.device)
 
     @torch.no_grad()
     def infer(self, x: Tensor, tokens: Tensor | None = None) -> Tensor:
