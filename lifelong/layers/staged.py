@@ -81,7 +81,7 @@ class StagedLayer(nn.Module):
                 f"stage has shape {tuple(stage.shape)}; it must match the leading dims of x "
                 f"{tuple(lead)} (e.g. one stage per sample: shape {tuple(lead[:1])})"
             )
-        lo, hi = self.check_stage(int(stage.min())), self.check_stage(int(stage.max()))
+        lo, hi = (self.check_stage(int(v)) for v in torch.aminmax(stage))
         if lo == hi:
             return lo
         rows = stage.reshape(*stage.shape, *([1] * (len(lead) - stage.dim()))).expand(*lead)

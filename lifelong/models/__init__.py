@@ -5,13 +5,21 @@
 - ``ByteTransformerLM``: a causal byte-level Transformer with expert FFNs in some blocks.
 """
 
-from .growing import GROWTH_POLICIES, ROUTINGS, GrowingExperts, grows_at, growths_over
+from .growing import (
+    GROWTH_POLICIES,
+    ROUTINGS,
+    GrowingExperts,
+    grows_at,
+    growths_over,
+    routed_as_trained,
+)
 from .heads import TaskHeads
 from .mlp import MLPClassifier
 from .task_model import TaskModel
 from .transformer import Block, ByteTransformerLM, CausalSelfAttention, LMCrossEntropy
 
 __all__ = [
+    "routed_as_trained",
     "GROWTH_POLICIES",
     "ROUTINGS",
     "Block",

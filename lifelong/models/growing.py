@@ -55,6 +55,19 @@ def growths_over(policy: str, labels_per_experience: list[list[int]]) -> int:
     return growths
 
 
+@contextlib.contextmanager
+def routed_as_trained(model: nn.Module, experience: int):
+    """Route every inferring ``GrowingExperts`` of ``model`` to ``experience``'s stage: for
+    passes over the data of the experience just trained (selector statistics, a
+    regulariser's Fisher), which must see the model as training did, not as the selector
+    would guess it."""
+    with contextlib.ExitStack() as stack:
+        for m in model.modules():
+            if isinstance(m, GrowingExperts) and m.routing == "inferred":
+                stack.enter_context(m.routed_to(experience))
+        yield model
+
+
 class GrowingExperts(DynamicModule):
     """Wraps a ``GrowingLayer``; forward takes ``(x, task_labels)``.
 
@@ -177,6 +190,8 @@ class GrowingExperts(DynamicModule):
         """(B, d) or causal (B, T, d) inputs -> (B,) or (B, T) likeliest experiences."""
         context = {"layer": self.layer, "stage_of": self.task_stage, "tokens": tokens}
         scores = self.selector.scores(x, **context)
+        if scores.shape[-1] == 0:  # no statistics yet: the experience being trained
+            return torch.full(scores.shape[:-1], int(self.trained_experiences[-1]), device=x.device)
         if self.causal:  # (B, T, E): token t weighs the evidence of tokens 0..t
             scores = scores.cumsum(1)
         return scores.argmax(-1)

@@ -76,10 +76,33 @@ class TaskHeads(DynamicModule):
         return max((sum(p.numel() for p in h.parameters()) for h in self.heads.values()), default=0)
 
     def forward(self, h: Tensor, task_labels: Tensor) -> Tensor:
+        labels = task_labels.unique().tolist()
+        missing = [t for t in labels if str(t) not in self.heads]
+        if missing:
+            raise ValueError(
+                f"no head for task label {missing[0]}; heads exist for {list(self.heads)}"
+            )
+        if len(labels) > 1 and not torch.is_grad_enabled():
+            return self._every_head(h, task_labels)
+        # One head at a time where gradients flow: a head outside the batch must get no
+        # gradient at all (a zero one would still move it through AdamW's moments).
         out = h.new_empty(h.shape[0], self.num_classes)
-        for t in task_labels.unique().tolist():
-            if str(t) not in self.heads:
-                raise ValueError(f"no head for task label {t}; heads exist for {list(self.heads)}")
+        for t in labels:
             mask = task_labels == t
             out[mask] = self.heads[str(t)](h[mask])
         return out
+
+    def _every_head(self, h: Tensor, task_labels: Tensor) -> Tensor:
+        """Without gradients, a batch mixing tasks (inferred routing) in one product with
+        every head's weights, (B, dim) @ (dim, H·C), then each row's own head picked: a
+        constant number of operations instead of a few per task present."""
+        names = list(self.heads)
+        weight = torch.cat([self.heads[n].weight for n in names])  # (H·C, dim)
+        bias = torch.cat([self.heads[n].bias for n in names])  # (H·C,)
+        allowed = torch.stack([self.heads[n].allowed for n in names])  # (H, C)
+        position = torch.full((max(map(int, names)) + 1,), -1, dtype=torch.long)
+        position[[int(n) for n in names]] = torch.arange(len(names))
+        row = position.to(task_labels.device)[task_labels]  # (B,) index into the heads
+        logits = (h @ weight.T + bias).view(h.shape[0], len(names), self.num_classes)
+        picked = logits[torch.arange(h.shape[0], device=h.device), row]  # (B, C)
+        return picked.masked_fill(~allowed[row], MASKED_LOGIT)

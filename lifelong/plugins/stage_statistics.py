@@ -9,14 +9,12 @@ valid as long as what computes them is frozen (the stem or query network, by
 ``model.freeze_after_first`` and ``growth.freeze_query``).
 """
 
-import contextlib
-
 import torch
 from avalanche.core import SupervisedPlugin
 from avalanche.models.utils import avalanche_forward
 from torch.utils.data import DataLoader
 
-from ..models import GrowingExperts
+from ..models import GrowingExperts, routed_as_trained
 
 
 class StageStatisticsPlugin(SupervisedPlugin):
@@ -49,9 +47,7 @@ class StageStatisticsPlugin(SupervisedPlugin):
         handles = [m.register_forward_pre_hook(observe) for m in inferring]
         model.eval()
         try:
-            with torch.no_grad(), contextlib.ExitStack() as stack:
-                for m in inferring:
-                    stack.enter_context(m.routed_to(experience))
+            with torch.no_grad(), routed_as_trained(model, experience):
                 for batch in loader:
                     x, t = batch[0].to(strategy.device), batch[-1].to(strategy.device)
                     batch_labels.update(x=batch[0], y=batch[1])

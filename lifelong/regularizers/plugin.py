@@ -77,6 +77,11 @@ class RegularizationPlugin(SupervisedPlugin):
             r.load_state_dict(saved, model=model)
 
     def after_training_exp(self, strategy, *args, **kwargs):
+        from ..models import routed_as_trained
+
         data = experience_data(strategy)
-        for r in self.regularizers:
-            r.after_experience(strategy.model, data)
+        # Passes over the experience just trained (a Fisher, an anchor's outputs) see it
+        # routed as in training, not by a stage selector's guess (inferred routing).
+        with routed_as_trained(strategy.model, int(strategy.experience.current_experience)):
+            for r in self.regularizers:
+                r.after_experience(strategy.model, data)

@@ -46,13 +46,15 @@ def score_experience(model, experience, *, kind: str, batch_size: int, device) -
     return score_value(kind, numerator, tokens)
 
 
-def load_run(run_dir: Path):
+def load_run(run_dir: Path, *, metrics: bool = False):
     """(config, ``build_experiment`` result) of a finished run: the model grown as the run
-    grew it, on its own stream, loaded from its checkpoint and in evaluation mode."""
+    grew it, on its own stream, loaded from its checkpoint and in evaluation mode.
+    ``metrics``: build the run's own metrics too (``strategy.eval`` then evaluates as the
+    run did), fresh, without the run's recorded values."""
     run_dir = Path(run_dir)
     cfg = load_config(run_dir / "config.yaml")
     state = load_checkpoint(run_dir / CHECKPOINT)
-    built = build_experiment(cfg, metrics=False)
+    built = build_experiment(cfg, metrics=metrics)
     bench = built.spec.benchmark
     grow_like_checkpoint(
         built.model,

@@ -76,3 +76,39 @@ def test_class_il_without_labels_infers_the_experience(tmp_path):
     assert len(matrix) == 5 and matrix[0][1:] == [None] * 4 and matrix[0][0] == 1.0
     assert matrix[-1][-1] is not None and metrics["selector_bytes"] > 0
     assert metrics["average_accuracy"] > 0.5  # class-IL with no stored sample, no label
+
+
+def test_a_regulariser_s_pass_over_the_trained_experience_is_routed_as_in_training(tmp_path):
+    """EWC's Fisher pass runs the model in evaluation mode right after an experience, before
+    the selector has its statistics: it must see the experience's own stage, as training
+    did (it used to ask the empty selector and crash)."""
+    from lifelong.models import routed_as_trained
+
+    cfg = load_config(
+        CONFIGS / "text_domains_smoke.yaml",
+        ["growth.routing=inferred", "growth.selector=byte_bigram", "model.freeze_after_first=[]"],
+    )
+    model = build_model(cfg, build_stream_from_config(cfg)).eval()
+    (ffn,) = [m for m in model.modules() if isinstance(m, GrowingExperts)]
+    ffn.train().adaptation(Experience(0))
+    ffn.eval()
+    x = torch.randint(0, 256, (2, 16))
+    with routed_as_trained(model, 0):
+        assert ffn._forced == 0
+        model(x, torch.zeros(2, dtype=torch.long))  # no statistics yet, yet no inference
+    assert ffn._forced is None
+    # Outside it, with no statistics, evaluation falls back to the experience trained.
+    assert ffn.infer(torch.randn(2, 16, ffn.layer.dim), x).eq(0).all()
+
+    quiet = ["log.progress=false", "log.tensorboard=false", "log.png=false"]
+    overrides = [
+        "growth.routing=inferred",
+        "growth.selector=byte_bigram",
+        "model.freeze_after_first=[]",
+        "train.regularizer=ewc",
+        f"runs_dir={tmp_path}",
+        *quiet,
+    ]
+    cfg = load_config(CONFIGS / "text_domains_smoke.yaml", overrides)
+    metrics = json.loads((run(cfg) / "metrics.json").read_text())
+    assert metrics["task_inference_accuracy"] is not None
