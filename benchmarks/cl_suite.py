@@ -41,7 +41,46 @@ STREAMS = {
         "lm",
         ["stream.train_sequences=256", "stream.test_sequences=64", "train.epochs=1"],
     ),
+    "text_domains_long": (
+        "text_domains_long.yaml",
+        "lm",
+        ["stream.train_sequences=256", "stream.test_sequences=64", "train.epochs=1"],
+    ),
+    # A researcher's own folders (stream kind text_files), stood in for by three packages
+    # of the installed standard library: Python code of three kinds, a harder case for
+    # telling the domains apart than text_domains' four kinds of text.
+    "text_files": (
+        "text_domains.yaml",
+        "lm",
+        ["stream.train_sequences=256", "stream.test_sequences=64", "train.epochs=1"],
+    ),
 }
+USER_FOLDERS = ("json", "email", "asyncio")  # of the standard library, for "text_files"
+
+# Streams that run only these methods: the label-routed and inferred PEER rows and the
+# dense references (the ten-domain stream's every cell would take hours).
+ONLY = dict.fromkeys(
+    ("text_domains_long", "text_files"),
+    frozenset(
+        {
+            "dense naive",
+            "dense replay",
+            "PEER + growth, task label at test",
+            "PEER + growth, inferred (byte bigram)",
+            "PEER + growth, inferred (Gaussian)",
+        }
+    ),
+)
+
+
+def stream_overrides(stream: str) -> list[str]:
+    """What makes the stream's config that stream: for text_files, the user's paths."""
+    if stream != "text_files":
+        return []
+    import sysconfig
+
+    folders = [str(Path(sysconfig.get_paths()["stdlib"]) / f) for f in USER_FOLDERS]
+    return ["stream.kind=text_files", f"stream.paths=[{','.join(folders)}]"]
 
 
 @dataclass(frozen=True)
@@ -118,7 +157,7 @@ METHODS = [
         "PEER + growth, inferred (Gaussian)",
         (*INFERRED, "growth.selector=gaussian"),
         LABEL_FREE,
-        why="no label: Gaussians per class of each experience, on 1024 random ReLU features",
+        why="no label: Gaussians per class of each experience, on 256 random ReLU features",
     ),
     Method(
         "PEER + growth, inferred (Gaussian, raw features)",
@@ -184,8 +223,8 @@ def method_overrides(stream: str, method: str) -> list[str]:
 
 
 def methods_for(stream: str) -> list[Method]:
-    scenario = STREAMS[stream][1]
-    return [m for m in METHODS if scenario in m.scenarios]
+    scenario, only = STREAMS[stream][1], ONLY.get(stream)
+    return [m for m in METHODS if scenario in m.scenarios and (only is None or m.name in only)]
 
 
 @functools.cache
@@ -198,7 +237,8 @@ def peer_growths(stream: str, quick: bool) -> int:
     from lifelong.models import growths_over
 
     config, _, quick_overrides = STREAMS[stream]
-    cfg = load_config(ROOT / "configs" / config, quick_overrides if quick else [])
+    overrides = [*stream_overrides(stream), *(quick_overrides if quick else [])]
+    cfg = load_config(ROOT / "configs" / config, overrides)
     spec = build_stream_from_config(cfg)
     labels = [experience_task_labels(e) for e in spec.benchmark.train_stream]
     return growths_over(cfg.growth.policy, labels)
@@ -230,6 +270,7 @@ def cell_config(stream: str, method: str, seed: int, quick: bool, runs_dir: Path
 
     config, _, quick_overrides = STREAMS[stream]
     overrides = [
+        *stream_overrides(stream),
         *(quick_overrides if quick else []),
         *method_overrides(stream, method),
         f"seed={seed}",
@@ -337,7 +378,10 @@ def markdown(records: list[dict], quick: bool, seeds: int) -> str:
         if not rows:
             continue
         lm = scenario == "lm"
-        lines += [f"## {stream} ({scenario}, `configs/{config}`)", ""]
+        where = f"`configs/{config}`"
+        if stream == "text_files":
+            where += f" on the standard library's {', '.join(USER_FOLDERS)} folders"
+        lines += [f"## {stream} ({scenario}, {where})", ""]
         if lm:
             lines += [
                 "| method | perplexity ↓ | bits/byte ↓ | forgetting: perplexity rise ↓ | "

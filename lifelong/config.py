@@ -57,7 +57,7 @@ class GrowthConfig:  # how much each growth adds is the layer's: model.<ffn>.gro
     selector: str = "gaussian"
     selector_shrinkage: float = 0.1  # gaussian: covariance shrinkage toward a scaled identity
     # gaussian: width of the random ReLU features the Gaussians model (0: the input itself)
-    selector_features: int = 1024
+    selector_features: int = 256
     selector_per_class: bool = True  # gaussian, classification: one Gaussian per class
 
 

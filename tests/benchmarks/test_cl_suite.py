@@ -57,8 +57,17 @@ def test_rows_read_the_task_label_only_where_the_stream_gives_it():
         assert free in names[stream] and aware not in names[stream]
     assert {aware, free, "PEER + growth in every block"} <= names["text_domains"]
     for baseline in ("dense growth", "Lifelong-MoE", "joint (upper bound)"):
-        assert all(baseline in n for n in names.values())
+        assert all(baseline in n for s, n in names.items() if s not in cl_suite.ONLY)
     assert "frozen backbone" not in names["text_domains"]  # the LM would have nothing to train
+    for stream, only in cl_suite.ONLY.items():  # a few methods, each one the stream can run
+        assert names[stream] == only and aware in only
+
+
+def test_the_user_text_files_stream_reads_the_folders_it_names():
+    overrides = cl_suite.stream_overrides("text_files")
+    assert overrides[0] == "stream.kind=text_files"
+    assert all(f"/{folder}" in overrides[1] for folder in cl_suite.USER_FOLDERS)
+    assert cl_suite.stream_overrides("text_domains") == []
 
 
 def test_every_method_runs_on_every_stream_config():
@@ -97,7 +106,8 @@ def test_active_params_after_the_last_growth_are_equal_across_methods(stream, tm
         # in front of every method's FFN alike: what is compared is the rest.
         stem = sum(p.numel() for n, p in model.named_parameters() if n.startswith("stem."))
         counts[method.name] = active_params_per_token(model) - stem
-    peer = counts["PEER + growth + replay"]
+    # The reference: PEER's own layer (the streams that run a few methods have no replay row).
+    peer = counts.get("PEER + growth + replay") or counts["PEER + growth, task label at test"]
     assert cl_suite.peer_growths(stream, True) == len(bm.train_stream) - 1
     for method, count in counts.items():
         if method.startswith("PEER + growth in every block"):
