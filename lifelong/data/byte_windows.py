@@ -73,6 +73,15 @@ def hold_out(documents: Sequence[tuple[str, bytes]], window: int, test_fraction:
     return HeldOut(data, [(0, cut)], [(cut, len(data))], *names)
 
 
+def training_side(held: HeldOut, documents: Sequence[tuple[str, bytes]]):
+    """The documents on ``held``'s training side, in their order; for a single document,
+    its training regions joined into one."""
+    if len(documents) == 1:
+        return [(documents[0][0], b"".join(held.data[a:b] for a, b in held.train))]
+    keep = set(held.train_documents)
+    return [d for d in documents if d[0] in keep]
+
+
 def assign_documents(sizes: Sequence[int], test_fraction: float, rng) -> np.ndarray:
     """(n_documents,) bool, True = test: documents in a random order join the test side until
     it holds test_fraction of the bytes; at least one document on each side (n >= 2)."""

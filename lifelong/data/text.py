@@ -16,7 +16,14 @@ from pathlib import Path
 
 import torch
 
-from .byte_windows import BYTE_VOCAB, HeldOut, domain_rng, hold_out, sample_starts
+from .byte_windows import (
+    BYTE_VOCAB,
+    HeldOut,
+    domain_rng,
+    hold_out,
+    sample_starts,
+    training_side,
+)
 from .checks import fraction, non_negative_int, positive_int
 from .errors import DataError
 from .experiences import lm_dataset, make_benchmark
@@ -36,12 +43,18 @@ def domain_windows(
     test_sequences: int,
     seed: int,
     test_fraction: float,
+    validation: bool = False,
 ) -> tuple[HeldOut, torch.Tensor, torch.Tensor]:
     """A domain held out by document, with its train and test window starts into
     ``held.data`` ((train_sequences,) and (test_sequences,) int64); no test window's bytes
-    occur in a training window."""
+    occur in a training window. ``validation``: the test documents are set aside unread
+    and the training documents are held out again the same way, so the "test" side is a
+    validation split that no test run ever scores."""
     window = seq_len + 1
     held = hold_out(documents, window, test_fraction, domain_rng(seed, name, "documents"))
+    if validation and held is not None:
+        rng = domain_rng(seed, name, "validation")
+        held = hold_out(training_side(held, documents), window, test_fraction, rng)
     if held is None:  # a single document, too short for its train and test regions
         n_bytes = sum(len(d) for _, d in documents)
         need = math.ceil(window / min(test_fraction, 1 - test_fraction)) + 2
@@ -78,8 +91,10 @@ def lm_stream(
     seed: int,
     task_labels: bool,
     test_fraction: float,
+    validation: bool = False,
 ) -> StreamSpec:
-    """One experience per (name, documents) domain; task label = domain index if task_labels."""
+    """One experience per (name, documents) domain; task label = domain index if task_labels;
+    ``validation``: test experiences from held-out training documents (``domain_windows``)."""
     train, test = [], []
     for i, (name, documents) in enumerate(domains):
         held, train_starts, test_starts = domain_windows(
@@ -90,6 +105,7 @@ def lm_stream(
             test_sequences=test_sequences,
             seed=seed,
             test_fraction=test_fraction,
+            validation=validation,
         )
         tensor = torch.frombuffer(bytearray(held.data), dtype=torch.uint8)  # (n_bytes,)
         t = i if task_labels else 0
@@ -136,12 +152,15 @@ def text_domains(
     task_labels: bool = True,
     test_fraction: float = 0.1,
     max_bytes: int = DEFAULT_MAX_BYTES,
+    validation: bool = False,
 ) -> StreamSpec:
     """One experience per text domain, at most ``max_bytes`` read per domain: the installed
     texts named by ``domains`` (sources in lifelong/data/text_sources.py), or, given
     ``paths``, the user's own files and folders, one domain each (a folder: all its regular
     files, recursively, in sorted order, one document each; hidden names skipped; .gz
-    decompressed), named by ``names`` (default: the file's stem or the folder's name)."""
+    decompressed), named by ``names`` (default: the file's stem or the folder's name).
+    ``validation=True`` replaces each test experience by a validation one, held out of the
+    training documents: for choosing hyper-parameters without reading the test text."""
     options = _lm_options(
         seq_len, train_sequences, test_sequences, seed, task_labels, test_fraction, max_bytes
     )
@@ -154,7 +173,7 @@ def text_domains(
         texts = _installed_texts(domains, max_bytes)
     else:
         texts = _user_texts(paths, names, max_bytes)
-    return lm_stream(texts, **options)
+    return lm_stream(texts, **options, validation=bool(validation))
 
 
 # The same builder for the user's own files: `paths` is required.

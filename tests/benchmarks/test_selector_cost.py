@@ -38,3 +38,11 @@ def test_the_record(smoke):
     assert record["ratio"] == pytest.approx(record["inferred_eval_s"] / record["oracle_eval_s"])
     assert record["selector_bytes"] > 0 and record["metric"] == "accuracy"
     assert 0 < record["inferred_accuracy"] <= record["oracle_accuracy"] <= 1
+
+
+def test_the_run_s_own_evaluation_is_timed_both_ways(smoke):
+    *_, run_dir = smoke
+    record = selector_cost.run_evaluation(run_dir, repeats=1)
+    assert record["run_eval_inferred_s"] > 0 and record["run_eval_oracle_s"] > 0
+    ratio = record["run_eval_inferred_s"] / record["run_eval_oracle_s"]
+    assert record["run_ratio"] == pytest.approx(ratio)

@@ -4,6 +4,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from lifelong.config import load_config
 from lifelong.data import DataError, build_stream
@@ -173,3 +174,37 @@ def test_long_config_streams_the_installed_domains():
     domains = list(cfg.stream.domains)
     assert len(domains) >= 8 and len(set(domains)) == len(domains)
     assert set(domains) <= set(DEFAULT_DOMAINS) and domains[:4] == list(DEFAULT_DOMAIN_NAMES)
+
+
+def test_validation_holds_out_training_documents_and_never_reads_the_test_ones():
+    rng = np.random.default_rng(1)
+    documents = [
+        (f"doc{i}", rng.integers(0, 256, 9_000, dtype=np.uint8).tobytes()) for i in range(30)
+    ]
+    options = {**DEFAULTS, "test_sequences": 64}
+    test_side = domain_windows("d", documents, **options)[0]
+    held, train, test = domain_windows("d", documents, **options, validation=True)
+    assert set(held.test_documents).isdisjoint(test_side.test_documents)
+    assert set(held.train_documents) | set(held.test_documents) == set(test_side.train_documents)
+    # The test documents' bytes are nowhere in the validation stream's data.
+    by_name = dict(documents)
+    assert all(by_name[n] not in held.data for n in test_side.test_documents)
+    assert leaked(held.data, train, test) == 0 and len(test) == 64
+
+
+def test_validation_of_a_single_document_splits_its_training_regions():
+    text = np.random.default_rng(0).integers(0, 256, 100_000, dtype=np.uint8).tobytes()
+    test_side = domain_windows("one", [("one.txt", text)], **DEFAULTS)[0]
+    held, _, test = domain_windows("one", [("one.txt", text)], **DEFAULTS, validation=True)
+    training_bytes = b"".join(text[a:b] for a, b in test_side.train)
+    assert held.data == training_bytes  # the test regions are not in it
+    assert len(test) == DEFAULTS["test_sequences"]
+
+
+def test_a_validation_stream_builds_from_a_config():
+    cfg = load_config(CONFIGS / "text_domains_smoke.yaml", ["stream.validation=true"])
+    validation = build_stream(**cfg.stream).benchmark.test_stream
+    cfg.stream.validation = False
+    test = build_stream(**cfg.stream).benchmark.test_stream
+    assert len(validation) == len(test)
+    assert not torch.equal(validation[0].dataset[0][0], test[0].dataset[0][0])

@@ -1,0 +1,144 @@
+"""How well can the text domains be told apart from a prefix? The ceiling that stage
+inference on the byte LM runs against, measured without any model.
+
+    python benchmarks/domain_id.py --seeds 0 1 2 --json domain_id.json
+
+On each seed's text_domains stream (the default config's windows: whole documents held
+out for testing), for prefixes of 1-64 bytes of every test window, the accuracy of:
+
+- ``bigram λ``: the library's causal naive Bayes (``ByteBigramSelector``) with bigram
+  weight λ, counts from each domain's training windows, as a run fills them;
+- ``trigram``: the same with a trigram level on top (Jelinek-Mercer interpolation, each
+  level weighted λ = 0.3 over the one below);
+- ``logistic``: a discriminative upper reference, not a selector a continual learner may
+  use: logistic regression on the 1-4-byte n-gram counts of the prefix, fitted on the
+  prefixes of every domain's training windows at once (it sees all domains together).
+
+Prints JSON {method: {prefix: accuracy, ...}, ...} averaged over seeds.
+"""
+
+import argparse
+import json
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+PREFIXES = (1, 8, 16, 32, 64)
+
+
+def windows(stream) -> list[torch.Tensor]:
+    """Per experience, its input windows (N, T) int64."""
+    return [torch.stack([d[0] for d in e.dataset]).long() for e in stream]
+
+
+def bigram_accuracy(train, test, weight: float) -> dict[int, float]:
+    from lifelong.models.byte_selector import ByteBigramSelector
+
+    selector = ByteBigramSelector(weight=weight)
+    for e, w in enumerate(train):
+        selector.update(e, None, w)
+    return prefix_accuracy([selector.scores(None, tokens=w) for w in test])
+
+
+def trigram_accuracy(train, test, weight: float = 0.3) -> dict[int, float]:
+    """Interpolated unigram -> bigram -> trigram, each level λ·ML + (1-λ)·level below, ML
+    falling back to the level below for a context never seen."""
+    V = 256
+
+    def counts(w, n):  # n-gram codes of every position t >= n-1
+        codes = sum(w[:, n - 1 - k : w.shape[1] - k] * V**k for k in range(n))
+        return torch.bincount(codes.reshape(-1), minlength=V**n).double()
+
+    scores = [[] for _ in test]
+    for w in train:
+        uni = counts(w, 1) + 0.5
+        tables = [uni / uni.sum(), counts(w, 2).view(V, V), counts(w, 3).view(V * V, V)]
+        for i, x in enumerate(test):
+            p = tables[0][x]  # (N, T)
+            for order in (2, 3):
+                table = tables[order - 1]
+                ctx = sum(
+                    x[:, order - 1 - k : x.shape[1] - k] * V ** (k - 1) for k in range(1, order)
+                )
+                seen = table.sum(-1)[ctx]
+                ml = table[ctx, x[:, order - 1 :]] / seen.clamp(min=1)
+                below = p[:, order - 1 :]
+                level = torch.where(seen > 0, weight * ml + (1 - weight) * below, below)
+                p = torch.cat([p[:, : order - 1], level], 1)
+            scores[i].append(p.log())
+    return prefix_accuracy([torch.stack(s, -1).float() for s in scores])
+
+
+def prefix_accuracy(scores: list[torch.Tensor]) -> dict[int, float]:
+    """Per test experience e, (N, T, E) per-byte scores -> accuracy of the running-sum
+    argmax at each prefix length, averaged over windows of every experience."""
+    right = {p: 0 for p in PREFIXES}
+    total = sum(s.shape[0] for s in scores)
+    for e, s in enumerate(scores):
+        guess = s.cumsum(1).argmax(-1)  # (N, T)
+        for p in PREFIXES:
+            right[p] += int((guess[:, p - 1] == e).sum())
+    return {p: right[p] / total for p in PREFIXES}
+
+
+def logistic_accuracy(train, test) -> dict[int, float]:
+    from sklearn.feature_extraction.text import HashingVectorizer
+    from sklearn.linear_model import LogisticRegression
+
+    def text(rows):
+        return [bytes(r.tolist()).decode("latin-1") for r in rows]
+
+    out = {}
+    for p in PREFIXES:
+        features = HashingVectorizer(
+            analyzer="char", ngram_range=(1, 4), n_features=2**18, alternate_sign=False
+        )
+        x = features.transform([t for w in train for t in text(w[:, :p])])
+        y = np.concatenate([np.full(len(w), e) for e, w in enumerate(train)])
+        fit = LogisticRegression(C=10, max_iter=2000).fit(x, y)
+        guess = fit.predict(features.transform([t for w in test for t in text(w[:, :p])]))
+        truth = np.concatenate([np.full(len(w), e) for e, w in enumerate(test)])
+        out[p] = float((guess == truth).mean())
+    return out
+
+
+def measure(seed: int) -> dict[str, dict[int, float]]:
+    from lifelong.config import load_config
+    from lifelong.experiment import build_stream_from_config
+
+    root = Path(__file__).resolve().parents[1]
+    cfg = load_config(root / "configs" / "text_domains.yaml", [f"seed={seed}"])
+    bench = build_stream_from_config(cfg).benchmark
+    train, test = windows(bench.train_stream), windows(bench.test_stream)
+    out = {f"bigram λ={w}": bigram_accuracy(train, test, w) for w in (0.1, 0.3, 0.5)}
+    out["trigram λ=0.3"] = trigram_accuracy(train, test)
+    out["logistic (all domains at once)"] = logistic_accuracy(train, test)
+    return out
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--json", metavar="PATH")
+    args = p.parse_args(argv)
+    warnings.filterwarnings("ignore")
+    per_seed = [measure(s) for s in args.seeds]
+    result = {
+        method: {p: float(np.mean([r[method][p] for r in per_seed])) for p in PREFIXES}
+        for method in per_seed[0]
+    }
+    text = json.dumps({"seeds": args.seeds, "accuracy": result}, indent=1, ensure_ascii=False)
+    if args.json:
+        with open(args.json, "w") as f:
+            f.write(text + "\n")
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

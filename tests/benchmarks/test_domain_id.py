@@ -1,0 +1,34 @@
+"""benchmarks/domain_id.py: prefix accuracy against hand-computed cases."""
+
+import importlib.util
+from pathlib import Path
+
+import torch
+
+PATH = Path(__file__).resolve().parents[2] / "benchmarks" / "domain_id.py"
+spec = importlib.util.spec_from_file_location("domain_id", PATH)
+domain_id = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(domain_id)
+
+
+def test_prefix_accuracy_is_the_running_sum_argmax():
+    # Two windows of experience 0, three bytes each, two experiences. Window 0 favours
+    # experience 1 on byte 0 only: right from a prefix of 2 on; window 1 always wrong.
+    s0 = torch.tensor([[[0.0, 1.0], [2.0, 0.0], [1.0, 0.0]], [[0.0, 1.0], [0.0, 1.0], [0.0, 1.0]]])
+    scores = [torch.nn.functional.pad(s0, (0, 0, 0, 61))]  # (2, 64, 2): later bytes tie
+    accuracy = domain_id.prefix_accuracy(scores)
+    assert accuracy[1] == 0.0 and accuracy[8] == 0.5 and accuracy[64] == 0.5
+
+
+def test_n_gram_identifiers_separate_domains_of_different_bytes():
+    gen = torch.Generator().manual_seed(0)
+    a = torch.randint(0, 128, (32, 64), generator=gen)  # low bytes
+    b = torch.randint(128, 256, (32, 64), generator=gen)  # high bytes
+    for accuracy in (
+        domain_id.bigram_accuracy([a, b], [a[:8], b[:8]], 0.5),
+        domain_id.trigram_accuracy([a, b], [a[:8], b[:8]]),
+    ):
+        assert all(v == 1.0 for v in accuracy.values())
+    # Identical domains: every guess is the first (ties go to the lower index).
+    tied = domain_id.trigram_accuracy([a, a], [a[:8], a[8:16]])
+    assert tied[64] == 0.5
