@@ -19,6 +19,8 @@ from typing import Any
 from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationError
 
+from .config_checks import check_config
+
 
 class ConfigError(ValueError):
     """A configuration problem, phrased for the command line."""
@@ -110,20 +112,32 @@ class RunConfig:
 
 
 def _closest(key: str, node) -> str:
-    """' (did you mean X?)' for a mistyped dotted key, else ''."""
+    """' (did you mean X?)' for a mistyped dotted key, else '': a close name beside it, else
+    a key anywhere in the schema with that last name (``model.topk``: ``model.peer.topk``)."""
     parts = key.split(".")
     parent = node
     for part in parts[:-1]:
         if not isinstance(parent, DictConfig) or part not in parent:
             break
         parent = parent[part]
-    if not isinstance(parent, DictConfig):
-        return ""
-    match = difflib.get_close_matches(parts[-1], [str(k) for k in parent.keys()], n=1)
-    if not match:
-        return ""
-    prefix = ".".join(parts[: len(parts) - 1])
-    return f" (did you mean {prefix + '.' if prefix else ''}{match[0]}?)"
+    if isinstance(parent, DictConfig):
+        match = difflib.get_close_matches(parts[-1], [str(k) for k in parent.keys()], n=1)
+        if match:
+            prefix = ".".join(parts[: len(parts) - 1])
+            return f" (did you mean {prefix + '.' if prefix else ''}{match[0]}?)"
+    leaves = list(_dotted_keys(node))
+    same_name = [k for k in leaves if k.rsplit(".", 1)[-1] == parts[-1]]
+    match = same_name[:1] or difflib.get_close_matches(key, leaves, n=1, cutoff=0.7)
+    return f" (did you mean {match[0]}?)" if match else ""
+
+
+def _dotted_keys(node, prefix: str = ""):
+    """Every leaf key of a config, dotted."""
+    for k, v in node.items_ex(resolve=False) if isinstance(node, DictConfig) else ():
+        if isinstance(v, DictConfig):
+            yield from _dotted_keys(v, f"{prefix}{k}.")
+        else:
+            yield f"{prefix}{k}"
 
 
 def _example(key: str, schema) -> str:
@@ -217,6 +231,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> Di
             f"model.ffn={cfg.model.ffn!r} is not a registered layer{_closest_name(cfg)}; "
             f"choose one of {', '.join(_layer_names())} or register yours (docs/extending.md)"
         )
+    check_config(cfg, error=ConfigError)
     _seed_the_stream(cfg)  # last: it imports the stream builders (and Avalanche)
     return cfg
 

@@ -63,6 +63,12 @@ def nan_features(tmp: Path) -> list[str]:
     return [tensors_config(tmp, train, [pair(4), pair(4, (2, 3))])]
 
 
+def nan_first(tmp: Path) -> list[str]:
+    """Every feature of experience 0 is NaN: the run fails before any checkpoint."""
+    train = [(torch.full((8, 4), float("nan")), torch.tensor([0, 1]).repeat(4)), pair(8, (2, 3))]
+    return [tensors_config(tmp, train, [pair(4), pair(4, (2, 3))])]
+
+
 def existing_run(tmp: Path) -> list[str]:
     run_dir(tmp).mkdir(parents=True)
     (run_dir(tmp) / "metrics.json").write_text("the results of an earlier run")
@@ -160,6 +166,41 @@ CASES = [
         "unknown selector",
         lambda tmp: [DIGITS, "growth.routing=inferred", "growth.selector=lda"],
         ("growth.selector='lda'", "byte_bigram"),
+    ),
+    Case(
+        "zero epochs",
+        lambda tmp: [DIGITS, "train.epochs=0"],
+        ("train.epochs=0 must be a positive integer (>= 1)",),
+    ),
+    Case(
+        "zero batch size",
+        lambda tmp: [TEXT, "train.batch_size=0"],
+        ("train.batch_size=0 must be a positive integer (>= 1)",),
+    ),
+    Case(
+        "negative learning rate",
+        lambda tmp: [DIGITS, "train.lr=-0.1"],
+        ("train.lr=-0.1 must be a positive number (> 0)",),
+    ),
+    Case(
+        "misspelt routing",
+        lambda tmp: [DIGITS, "growth.routing=infered"],
+        ("growth.routing='infered' is not supported", "'inferred'"),
+    ),
+    Case(
+        "a layer option outside its group",
+        lambda tmp: [DIGITS, "model.topk=0"],
+        ("unknown config key 'model.topk'", "did you mean model.peer.topk?"),
+    ),
+    Case(
+        "a growth size that does not exist",
+        lambda tmp: [DIGITS, "growth.sub_keys=0"],
+        ("unknown config key 'growth.sub_keys'",),
+    ),
+    Case(
+        "nan loss before the first checkpoint",
+        nan_first,
+        ("nan", "experience 0"),  # and the directory it had made is gone: a retry may start
     ),
     Case(
         "nan loss",

@@ -22,6 +22,7 @@ LEVELS = {
     "regularizers": 1,
     "plugins": 1,
     "config": 2,
+    "config_checks": 2,
     "experiment": 2,
     "training": 3,
     "cli": 4,

@@ -8,6 +8,7 @@ the metrics.json an uninterrupted run would have written.
 """
 
 import json
+import shutil
 import time
 from pathlib import Path
 
@@ -97,6 +98,22 @@ def run(cfg: DictConfig) -> Path:
     total = 1 if joint else len(train_stream)
     if finished == total and (run_dir / "metrics.json").is_file():
         return run_dir  # resume=true on a finished run: nothing left to do
+    fresh = not run_dir.exists()  # this call creates the directory
+    try:
+        return _train_and_report(cfg, exp, run_dir, checkpoint, tb, start)
+    except BaseException:
+        if fresh and not (run_dir / CHECKPOINT).exists():
+            # Nothing finished (no checkpoint): leave nothing that blocks a retry.
+            if tb is not None:
+                tb.close()
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise
+
+
+def _train_and_report(cfg, exp, run_dir: Path, checkpoint, tb, start: float) -> Path:
+    joint = cfg.train.strategy == "joint"
+    train_stream, test_stream = exp.spec.benchmark.train_stream, exp.spec.benchmark.test_stream
+    finished = int(checkpoint["finished"]) if checkpoint else 0
     if checkpoint is None:
         run_dir.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)

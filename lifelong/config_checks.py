@@ -1,0 +1,91 @@
+"""Every numeric and enumerated field of a run config, checked before anything is written.
+
+``load_config`` calls ``check_config``: a bad value (``train.epochs=0``, ``train.lr=-0.1``,
+``growth.routing=infered``) raises ``ConfigError`` with one line naming the key, the value
+and what it accepts, before a run directory exists. The layer groups (``model.peer.*``) are
+checked by the layers' own constructors, which also run before anything is written.
+"""
+
+import math
+
+from omegaconf import DictConfig
+
+from .checks import (
+    fraction,
+    non_negative_int,
+    non_negative_number,
+    one_of,
+    positive_int,
+    positive_number,
+)
+
+
+def _finite(check):
+    """``check`` that also refuses inf and nan (a learning rate of inf passes ``> 0``)."""
+
+    def checked(name: str, value, *, error: type[ValueError]):
+        value = check(name, value, error=error)
+        if not math.isfinite(value):
+            raise error(f"{name}={value!r} must be a finite number")
+        return value
+
+    return checked
+
+
+NUMBERS = {
+    "seed": non_negative_int,
+    "model.dim": positive_int,
+    "model.n_layers": positive_int,
+    "model.n_heads": positive_int,
+    "train.epochs": positive_int,
+    "train.batch_size": positive_int,
+    "train.eval_batch_size": positive_int,
+    "train.lr": _finite(positive_number),
+    "train.weight_decay": _finite(non_negative_number),
+    "train.ewc_lambda": _finite(non_negative_number),
+    "train.si_lambda": _finite(non_negative_number),
+    "train.lwf_alpha": _finite(non_negative_number),
+    "train.lwf_temperature": _finite(positive_number),
+    "train.replay_mem_size": positive_int,
+    "train.regularizer_lambda": _finite(non_negative_number),
+    "growth.selector_shrinkage": fraction,
+    "growth.selector_features": non_negative_int,
+}
+
+
+def choices() -> dict[str, tuple[str, ...]]:
+    """Enumerated keys -> their valid values, read from where each is defined."""
+    from .experiment.strategy import STRATEGIES
+    from .models import GROWTH_POLICIES, ROUTINGS
+    from .models.growing import EXPERT_INITS
+    from .models.selectors import SELECTORS
+    from .regularizers import REGULARIZERS
+
+    return {
+        "model.kind": ("mlp", "transformer"),
+        "model.head": ("single", "multi"),
+        "growth.policy": GROWTH_POLICIES,
+        "growth.init": EXPERT_INITS,
+        "growth.routing": ROUTINGS,
+        "growth.selector": SELECTORS,
+        "train.strategy": STRATEGIES,
+        "train.regularizer": ("none", *REGULARIZERS),
+    }
+
+
+def check_config(cfg: DictConfig, *, error: type[ValueError]) -> None:
+    """Raise ``error`` naming the first numeric or enumerated key outside its range."""
+    for key, check in NUMBERS.items():
+        check(key, _get(cfg, key), error=error)
+    for key, valid in choices().items():
+        one_of(key, _get(cfg, key), valid, error=error)
+    device = str(cfg.device)
+    if device not in ("auto", "cpu", "cuda") and not device.startswith("cuda:"):
+        raise error(f"device={device!r} is not supported; choose auto, cpu, cuda or cuda:N")
+
+
+def _get(cfg: DictConfig, key: str):
+    node = cfg
+    for part in key.split("."):
+        node = node[part]
+    return node
