@@ -2,6 +2,8 @@
 
     lifelong run configs/split_digits_task_il.yaml train.epochs=2 name=quick
     lifelong run                      # the default: the text-domain stream
+    lifelong run text_domains_smoke   # a shipped config by name (lifelong/configs/)
+    lifelong run configs/permuted_digits.yaml --print-config       # the resolved config
     lifelong run configs/permuted_digits.yaml name=p resume=true   # continue a killed run
     lifelong eval runs/p                                           # re-score its checkpoint
 
@@ -15,13 +17,25 @@ import sys
 import warnings
 from pathlib import Path
 
-DEFAULT_CONFIG = "configs/text_domains.yaml"
+DEFAULT_CONFIG = "text_domains"
+SHIPPED = Path(__file__).resolve().parent / "configs"  # the configs, inside the package
 
 
-def default_config() -> Path:
-    """configs/text_domains.yaml here, else the one beside the package (editable installs)."""
-    here = Path(DEFAULT_CONFIG)
-    return here if here.is_file() else Path(__file__).resolve().parents[1] / DEFAULT_CONFIG
+def resolve_config(config: str | None) -> Path:
+    """A config argument as a file: a path as given, else a shipped config's name
+    (``text_domains_smoke`` or ``text_domains_smoke.yaml``); None: the default job."""
+    config = DEFAULT_CONFIG if config is None else config
+    path = Path(config)
+    if path.is_file() or len(path.parts) > 1:
+        return path  # a path (a missing one is reported by load_config)
+    shipped = SHIPPED / (config if config.endswith((".yaml", ".yml")) else f"{config}.yaml")
+    if shipped.is_file():
+        return shipped
+    names = ", ".join(sorted(p.stem for p in SHIPPED.glob("*.yaml")))
+    raise FileNotFoundError(
+        f"config '{config}' is neither a file nor a shipped config; pass a YAML path or one "
+        f"of: {names}"
+    )
 
 
 RUN_HELP = """\
@@ -59,6 +73,7 @@ def _parser() -> argparse.ArgumentParser:
         description="Continual learning by expert growth (PEER layers that grow per task).",
         epilog="Run 'lifelong run --help' for the options of a run.",
     )
+    p.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     r = sub.add_parser(
         "run",
@@ -69,9 +84,11 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument(
         "config",
         nargs="?",
-        help=f"YAML config (default: {DEFAULT_CONFIG}); a key=value here is an override",
+        help=f"YAML config, a path or a shipped config's name (default: {DEFAULT_CONFIG}); "
+        "a key=value here is an override",
     )
     r.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")
+    r.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
     e = sub.add_parser(
         "eval",
         help="re-evaluate a run from its checkpoint",
@@ -85,15 +102,28 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("lifelong")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown (not installed)"
+
+
 def _run(args) -> int:
+    from omegaconf import OmegaConf
+
     from .config import load_config
 
     config, overrides = args.config, list(args.overrides)
     if config is not None and "=" in config and not config.endswith((".yaml", ".yml")):
         config, overrides = None, [config, *overrides]
-    if config is None:
-        config = default_config()
-    cfg = load_config(config, overrides)  # before importing Avalanche: config errors are instant
+    # Before importing Avalanche: config errors are instant.
+    cfg = load_config(resolve_config(config), overrides)
+    if args.print_config:
+        print(OmegaConf.to_yaml(cfg, resolve=True), end="")
+        return 0
     from .training.run import run
 
     run_dir = run(cfg)

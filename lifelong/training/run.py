@@ -93,9 +93,7 @@ def run(cfg: DictConfig) -> Path:
         )
         loggers.insert(0, tb)
     exp = build_experiment(cfg, loggers=loggers)
-    joint = cfg.train.strategy == "joint"
-    train_stream, test_stream = exp.spec.benchmark.train_stream, exp.spec.benchmark.test_stream
-    total = 1 if joint else len(train_stream)
+    total = 1 if cfg.train.strategy == "joint" else len(exp.spec.benchmark.train_stream)
     if finished == total and (run_dir / "metrics.json").is_file():
         return run_dir  # resume=true on a finished run: nothing left to do
     fresh = not run_dir.exists()  # this call creates the directory
