@@ -12,6 +12,7 @@ stderr and exits with status 2. Set LIFELONG_DEBUG=1 to see the traceback instea
 """
 
 import argparse
+import json
 import os
 import sys
 import warnings
@@ -124,21 +125,26 @@ def _run(args) -> int:
     if args.print_config:
         print(OmegaConf.to_yaml(cfg, resolve=True), end="")
         return 0
+    from .training.console import configure, run_results
     from .training.run import run
 
+    configure(cfg.log.level)
     run_dir = run(cfg)
+    print(run_results(json.loads((run_dir / "metrics.json").read_text())))
     print(f"run finished: {run_dir}\n  tensorboard --logdir {run_dir.parent}")
     return 0
 
 
 def _eval(args) -> int:
-    from .training.evaluate import EVAL_FILES, evaluate_run
+    from .training.console import results_table
+    from .training.evaluate import evaluate_run
 
     result = evaluate_run(Path(args.run_dir), list(args.overrides))
-    for name, value in zip(result["experience_names"], result["per_experience"], strict=True):
-        print(f"{name:>24}  {result['metric']} {value:.4f}")
-    print(f"{'average':>24}  {result['metric']} {result['average']:.4f}")
-    print(f"written: {Path(args.run_dir) / EVAL_FILES[result['split']]}")
+    names, scores = result["experience_names"], result["per_experience"]
+    summary = {"average": result["average"]}
+    print(f"scored: {result['scored']}")
+    print(results_table(names, scores, metric=result["metric"], summary=summary))
+    print(f"written: {Path(args.run_dir) / result['file']}")
     return 0
 
 

@@ -89,6 +89,7 @@ class LogConfig:
     tensorboard: bool = True  # events in the run directory
     progress: bool = True  # progress bars
     png: bool = True  # PNG plots
+    level: str = "info"  # console messages: debug | info | warning | error
 
 
 @dataclass

@@ -70,6 +70,7 @@ def choices() -> dict[str, tuple[str, ...]]:
         "growth.selector": SELECTORS,
         "train.strategy": STRATEGIES,
         "train.regularizer": ("none", *REGULARIZERS),
+        "log.level": ("debug", "info", "warning", "error"),
     }
 
 

@@ -12,6 +12,7 @@ training data the model still fits, the other half of a forgetting study).
 """
 
 import json
+import re
 from pathlib import Path
 
 import torch
@@ -27,6 +28,17 @@ from .run_state import grow_like_checkpoint
 
 SPLITS = {"test": "test_stream", "train": "train_stream"}  # stream=... -> Avalanche stream
 EVAL_FILES = {"test": "eval.json", "train": "eval_train.json"}
+
+
+def eval_file(split: str, changed: dict) -> str:
+    """eval.json / eval_train.json for the run's own stream; with stream options changed,
+    a file named by them (eval_seed-1.json), so no scoring of another stream overwrites
+    the run's own."""
+    if not changed:
+        return EVAL_FILES[split]
+    tag = "_".join(f"{k}-{v}" for k, v in sorted(changed.items()))
+    tag = re.sub(r"[^A-Za-z0-9.,-]+", "_", tag)[:100]
+    return EVAL_FILES[split].removesuffix(".json") + f"_{tag}.json"
 
 
 class EvalError(ValueError):
@@ -69,8 +81,9 @@ def load_run(run_dir: Path, *, metrics: bool = False):
 
 def evaluate_run(run_dir: Path, overrides: list[str] = ()) -> dict:
     """{"metric", "split", "stream", "experience_names", "per_experience", "average",
-    "trained_experiences"}; also written to ``run_dir/eval.json`` (``eval_train.json`` for
-    ``stream=train``)."""
+    "trained_experiences", "scored" (what was scored, in words), "file"}; also written to
+    ``run_dir/<file>``: eval.json (eval_train.json for ``stream=train``), or with stream
+    options changed a file named by them (``eval_file``)."""
     run_dir = Path(run_dir)
     config = run_dir / "config.yaml"
     if not config.is_file():
@@ -124,5 +137,15 @@ def evaluate_run(run_dir: Path, overrides: list[str] = ()) -> dict:
         "average": sum(per_experience) / len(per_experience),
         "trained_experiences": int(state["finished"]),
     }
-    (run_dir / EVAL_FILES[split]).write_text(json.dumps(result, indent=2) + "\n")
+    trained = OmegaConf.to_container(run_cfg.stream, resolve=True)
+    changed = {k: v for k, v in result["stream"].items() if trained.get(k) != v}
+    result["scored"] = f"the {split} split of the run's own stream" + (
+        ""
+        if not changed
+        else " with "
+        + ", ".join(f"stream.{k}={v}" for k, v in changed.items())
+        + (" (another sample of text or class order: not the data the run was tested on)")
+    )
+    result["file"] = eval_file(split, changed)
+    (run_dir / result["file"]).write_text(json.dumps(result, indent=2) + "\n")
     return result

@@ -16,6 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from ..experiment import build_experiment
 from .checkpoint import CHECKPOINT, load_checkpoint, save_checkpoint
+from .console import LOG, on_terminal
 from .report import write_report
 from .run_state import capture, restore
 from .tb_logger import ExperienceStepLogger
@@ -81,7 +82,8 @@ def run(cfg: DictConfig) -> Path:
     start = time.time()
     run_dir, checkpoint = existing_run(cfg)
     finished = int(checkpoint["finished"]) if checkpoint else 0
-    loggers = [InteractiveLogger()] if cfg.log.progress else []
+    # Progress bars redraw their line with carriage returns: only on a terminal.
+    loggers = [InteractiveLogger()] if cfg.log.progress and on_terminal() else []
     tb = None
     if cfg.log.tensorboard:
         # Every point at x = finished experiences; a resumed run hides what its killed
@@ -138,11 +140,17 @@ def _train_and_report(cfg, exp, run_dir: Path, checkpoint, tb, start: float) -> 
     if cfg.train.eval_initial and not joint and not checkpoint:
         strategy.eval(test_stream)  # the random-init row, for forward transfer
     if joint and finished == 0:
+        LOG.info(f"joint training: all {len(train_stream)} experiences at once")
         strategy.train(train_stream)  # one row: the whole stream at once
         strategy.eval(test_stream)
         save(1)
     elif not joint:
+        names = exp.spec.experience_names
+        if finished:
+            LOG.info(f"resuming after experience {finished}/{len(train_stream)}")
         for experience in list(train_stream)[finished:]:
+            e = int(experience.current_experience)
+            LOG.info(f"experience {e + 1}/{len(train_stream)}: {names[e]}")
             strategy.train(experience)
             strategy.eval(test_stream)
             save(int(experience.current_experience) + 1)
