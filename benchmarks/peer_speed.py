@@ -56,12 +56,14 @@ def _build(impl: str, n: int, grown: bool, args):
         return layer, torch.optim.Adam(layer.parameters(), lr=1e-3)
     if grown:
         step = n // (args.growths + 1)
-        layer = PEER(args.dim, num_experts=(n - args.growths * step) ** 2, **sizes)
+        layer = PEER(
+            args.dim, num_experts=(n - args.growths * step) ** 2, sparse_grad=True, **sizes
+        )
         for _ in range(args.growths):
             layer.grow(step)
         assert layer.num_sub_keys == n
     else:
-        layer = PEER(args.dim, num_experts=n * n, **sizes)
+        layer = PEER(args.dim, num_experts=n * n, sparse_grad=True, **sizes)
     return layer, LazyAdamW(layer.parameters(), lr=1e-3)
 
 

@@ -71,7 +71,7 @@ def accuracy(model, x, y, task):
 
 def run(kind: str, tasks, dim: int, epochs: int):
     if kind == "peer":
-        ffn = PEER(dim, num_experts=16**2, heads=4, topk=4)
+        ffn = PEER(dim, num_experts=16**2, heads=4, topk=4, sparse_grad=True)
     else:  # dense FFN with the same active hidden neurons per token (heads * topk)
         ffn = nn.Sequential(nn.Linear(dim, 16), nn.GELU(), nn.Linear(16, dim))
     model = TaskModel(ffn, dim)

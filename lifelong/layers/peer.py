@@ -124,9 +124,11 @@ class PEER(StagedLayer):
         activation: expert non-linearity σ, "gelu" or "relu".
         score: router function over each head's k scores, "softmax" or "sigmoid".
         query_batchnorm: BatchNorm on the query output (on in the paper; raises usage).
-        sparse_grad: expert tables get row-sparse gradients touching only retrieved rows.
-            Train them with ``lifelong.optim.LazyAdamW``; set False for dense gradients that
-            any optimizer accepts, at a cost proportional to N.
+        sparse_grad: False (default): dense gradients that any ``torch.optim`` optimizer
+            accepts, at a cost proportional to N per step. True: the expert tables get
+            row-sparse gradients touching only the retrieved rows, so a step costs the
+            same at any N; train them with ``lifelong.optim.LazyAdamW`` (``lifelong run``
+            does: ``model.peer.sparse_grad``).
     """
 
     TABLES = ("down", "up")  # per-expert weight tables: u_i (down) and v_i (up)
@@ -143,7 +145,7 @@ class PEER(StagedLayer):
         activation: str = "gelu",
         score: str = "softmax",
         query_batchnorm: bool = True,
-        sparse_grad: bool = True,
+        sparse_grad: bool = False,
     ):
         super().__init__(dim)
         self.heads = positive_int("heads", heads)

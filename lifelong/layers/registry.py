@@ -108,6 +108,9 @@ class PEEROptions:  # model.peer
     activation: str = "gelu"  # gelu | relu
     score: str = "softmax"  # router over each head's k scores: softmax | sigmoid
     query_batchnorm: bool = True  # BatchNorm on the query (paper default)
+    # Row-sparse expert gradients for LazyAdamW (a step's cost does not grow with N); the
+    # layer's own default is dense gradients, which any torch.optim optimizer accepts.
+    sparse_grad: bool = True
     grow_size: int = 8  # sub-keys per side added at each growth (2·n·m + m² experts)
 
 
@@ -119,6 +122,7 @@ class PKMOptions:  # model.pkm; a slot reads one value (PEER two), so twice PEER
     key_dim: int | None = None
     score: str = "softmax"
     query_batchnorm: bool = True
+    sparse_grad: bool = True  # row-sparse value gradients for LazyAdamW (as model.peer)
     grow_size: int = 8  # sub-keys per side added at each growth
 
 

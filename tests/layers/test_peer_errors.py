@@ -54,3 +54,27 @@ def test_bad_input_width_and_growth_arguments():
     with pytest.raises(ValueError, match=r"usage has shape \(3,\); expected \(16,\)"):
         layer.grow(1, init="upcycle", usage=torch.ones(3))
     assert layer.num_stages == 1  # nothing was lost to the failed calls
+
+
+def test_a_plain_peer_trains_under_any_torch_optimizer():
+    """PEER(...) alone gives dense gradients: torch.optim.AdamW with its defaults steps it
+    (row-sparse gradients, which AdamW refuses, are the sparse_grad=True switch)."""
+    torch.manual_seed(0)
+    layer = PEER(8, num_experts=16, heads=2, topk=2)
+    opt = torch.optim.AdamW(layer.parameters())
+    before = [p.detach().clone() for p in layer.parameters()]
+    layer(torch.randn(5, 8)).pow(2).sum().backward()
+    opt.step()
+    assert any(not torch.equal(a, p) for a, p in zip(before, layer.parameters(), strict=True))
+
+
+def test_the_run_s_peer_uses_the_sparse_path():
+    from pathlib import Path
+
+    from lifelong.config import load_config
+    from lifelong.experiment import build_model, build_stream_from_config
+
+    configs = Path(__file__).resolve().parents[2] / "configs"
+    cfg = load_config(configs / "split_digits_task_il_smoke.yaml")
+    model = build_model(cfg, build_stream_from_config(cfg))
+    assert [m.sparse_grad for m in model.modules() if isinstance(m, PEER)] == [True]
