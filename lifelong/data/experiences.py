@@ -47,7 +47,22 @@ def lm_dataset(
 def make_benchmark(train: list, test: list, classification: bool):
     """A benchmark whose experiences carry task_label(s) and, for classification, classes."""
     benchmark = with_task_labels(benchmark_from_datasets(train=train, test=test))
-    return with_classes_timeline(benchmark) if classification else benchmark
+    return classes_timeline(benchmark) if classification else benchmark
+
+
+CLASS_SETS = ("classes_in_this_experience", "previous_classes", "classes_seen_so_far")
+
+
+def classes_timeline(benchmark):
+    """Avalanche's ``with_classes_timeline``, with each experience's classes as a sorted list
+    instead of the set it stores: Avalanche's own ``MultiHeadClassifier`` and
+    ``IncrementalClassifier`` index tensors with them, which a set cannot do."""
+    benchmark = with_classes_timeline(benchmark)
+    for stream in benchmark.streams.values():
+        for experience in stream:
+            for name in CLASS_SETS:
+                setattr(experience, name, sorted(int(c) for c in getattr(experience, name)))
+    return benchmark
 
 
 def class_range_name(prefix: str, classes) -> str:

@@ -1,13 +1,12 @@
 """Wrap any existing Avalanche benchmark object into a StreamSpec."""
 
 import torch
-from avalanche.benchmarks.scenarios.supervised import with_classes_timeline
 from avalanche.benchmarks.scenarios.task_aware import with_task_labels
 
 from .byte_windows import BYTE_VOCAB
 from .checks import one_of
 from .errors import DataError
-from .experiences import class_range_name
+from .experiences import class_range_name, classes_timeline
 from .spec import StreamSpec
 
 
@@ -62,7 +61,7 @@ def from_benchmark(
             )
         benchmark = with_task_labels(benchmark)
     if task == "classification" and _attribute(train[0], "classes_in_this_experience") is None:
-        benchmark = with_classes_timeline(benchmark)
+        benchmark = classes_timeline(benchmark)
     train = list(benchmark.train_stream)
     task_labels = [list(exp.task_labels) for exp in train]
     x = benchmark.train_stream[0].dataset[0][0]
