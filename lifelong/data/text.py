@@ -10,6 +10,7 @@ the training text are rejected (window_hashes), so repeated boilerplate cannot l
 
 import math
 import os
+import re
 from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
@@ -158,7 +159,7 @@ def text_domains(
     texts named by ``domains`` (sources in lifelong/data/text_sources.py), or, given
     ``paths``, the user's own files and folders, one domain each (a folder: all its regular
     files, recursively, in sorted order, one document each; hidden names skipped; .gz
-    decompressed), named by ``names`` (default: the file's stem or the folder's name).
+    decompressed), named by ``names`` (default: ``domain_name``).
     ``validation=True`` replaces each test experience by a validation one, held out of the
     training documents: for choosing hyper-parameters without reading the test text."""
     options = _lm_options(
@@ -201,6 +202,15 @@ def _installed_texts(domains, max_bytes: int) -> list[tuple[str, list[Document]]
     return texts
 
 
+def domain_name(path: Path) -> str:
+    """A folder's name, or a file's without its (at most two) extensions: 'notes' for
+    notes.txt.gz, but 'Apache-2.0' for Apache-2.0 (a suffix of digits is part of the name,
+    not a file type)."""
+    if not path.is_file():
+        return path.name
+    return re.sub(r"(\.[A-Za-z][A-Za-z0-9]{0,3}){1,2}$", "", path.name) or path.name
+
+
 def _visible(name: str) -> bool:
     return not name.startswith(".")
 
@@ -217,7 +227,7 @@ def _user_texts(paths, names, max_bytes: int) -> list[tuple[str, list[Document]]
     if not paths:
         raise DataError("paths is empty; pass one file or folder per domain, e.g. paths=['a.txt']")
     if names is None:
-        names = [Path(p).stem if Path(p).is_file() else Path(p).name for p in paths]
+        names = [domain_name(Path(p)) for p in paths]
     names = [names] if isinstance(names, str) else list(names)
     if len(names) != len(paths):
         raise DataError(f"names has {len(names)} entries for {len(paths)} paths; give one per path")

@@ -160,3 +160,19 @@ def test_from_benchmark_language_modelling(tmp_path):
     spec = from_benchmark(text.benchmark, task="lm")
     assert (spec.scenario, spec.input_shape, spec.num_classes) == ("lm", (12,), 256)
     assert spec.experience_names == ["experience 0"]
+
+
+def test_domain_names_keep_their_dots(tmp_path):
+    from lifelong.data.text import domain_name
+
+    for file, name in [
+        ("Apache-2.0", "Apache-2.0"),  # a version, not a file type
+        ("notes.txt.gz", "notes"),
+        ("v1.2.txt", "v1.2"),
+        ("a.b.c.tar.gz", "a.b.c"),
+        ("README", "README"),
+    ]:
+        (tmp_path / file).write_text("x")
+        assert domain_name(tmp_path / file) == name
+    (tmp_path / "corpus.v2").mkdir()
+    assert domain_name(tmp_path / "corpus.v2") == "corpus.v2"  # a folder keeps its name
