@@ -184,6 +184,20 @@ METHODS = [
         why="the plasticity fix with no label: each block infers its own stage",
     ),
     Method(
+        "PEER + growth, plasticity fix, inferred (byte bigram)",
+        (
+            *INFERRED,
+            "growth.selector=byte_bigram",
+            *UNFROZEN,
+            *L2,
+            "growth.init=upcycle",
+            "train.epochs=4",
+        ),
+        frozenset({"lm"}),
+        why="configs/text_domains_no_labels.yaml: shared parameters under L2 (λ 1), "
+        "upcycled experts, 4 epochs (chosen on validation files), stage inferred",
+    ),
+    Method(
         "PEER + growth, shared L2, inferred (Gaussian)",
         (*INFERRED, "growth.selector=gaussian", *UNFROZEN, *L2),
         frozenset({"lm"}),
