@@ -2,12 +2,16 @@
 
 import json
 import math
+import re
 from pathlib import Path
 
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from tensorboard.plugins.custom_scalar import layout_pb2
+from tensorboard.plugins.custom_scalar.metadata import CONFIG_SUMMARY_TAG
 
 from lifelong.config import load_config
+from lifelong.metrics.tensorboard_layout import PER_EXPERIENCE
 from lifelong.training.run import RunError, run
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
@@ -15,7 +19,7 @@ SMOKES = sorted(p.name for p in CONFIGS.glob("*_smoke.yaml"))
 
 
 def events(run_dir: Path) -> EventAccumulator:
-    acc = EventAccumulator(str(run_dir), size_guidance={"scalars": 0, "images": 0})
+    acc = EventAccumulator(str(run_dir), size_guidance={"scalars": 0, "images": 0, "tensors": 0})
     acc.Reload()
     return acc
 
@@ -53,14 +57,30 @@ def test_smoke_config_runs_and_reports(name, tmp_path):
 
     acc = events(run_dir)
     tags = acc.Tags()
-    curve = "Perplexity_Exp" if lm else "Top1_Acc_Exp"
+    curve = "lifelong/Perplexity_Exp" if lm else "lifelong/Top1_Acc_Exp"
     curves = [t for t in tags["scalars"] if t.startswith(curve)]
     assert len(curves) == n  # one forgetting curve per experience ...
     assert len(acc.Scalars(curves[0])) >= n  # ... with a point after every experience
-    assert any(t.startswith("KL_Nonuniformity") for t in tags["scalars"])
-    assert any(t.startswith("ExpertUsage/") for t in tags["scalars"])
-    assert any(t.startswith("ExpertUsageMap") for t in tags["images"])
+    assert any(t.startswith("lifelong/KL_Nonuniformity") for t in tags["scalars"])
+    assert any(t.startswith("lifelong/ExpertUsage/") for t in tags["scalars"])
+    assert any(t.startswith("lifelong/ExpertUsageMap") for t in tags["images"])
     assert acc.PluginTagToContent("hparams"), "hparams summary missing"
+    # The custom-scalars layout: every chart draws something, the forgetting-curve chart
+    # one series per experience (TensorBoard's plugin matches with re.match).
+    charts = layout_charts(acc)
+    assert all(
+        any(re.match(regex, t) for regex in chart.multiline.tag for t in tags["scalars"])
+        for chart in charts.values()
+    )
+    (regex,) = charts[PER_EXPERIENCE].multiline.tag
+    assert sorted(t for t in tags["scalars"] if re.match(regex, t)) == sorted(curves)
+
+
+def layout_charts(acc: EventAccumulator) -> dict:
+    """{title: layout_pb2.Chart} of the custom-scalars layout in the run's events."""
+    (event,) = acc.Tensors(CONFIG_SUMMARY_TAG)
+    layout = layout_pb2.Layout.FromString(event.tensor_proto.string_val[0])
+    return {chart.title: chart for category in layout.category for chart in category.chart}
 
 
 def test_split_digits_task_il_does_not_forget(tmp_path):

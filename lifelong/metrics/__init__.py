@@ -6,13 +6,16 @@
   usage and MoE load; the last two share ``RoutingMetric``).
 - ``task_inference``: how often inferred routing picks the right experience.
 - ``registry``: ``RUN_METRICS``, the metrics every run collects and reports.
-- ``plots``: PNG figures of matrices, forgetting curves and usage maps.
+- ``plots``: PNG figures of matrices, forgetting curves and usage maps; ``usage_image``:
+  the usage map TensorBoard shows.
+- ``names``: metric names, all under ``lifelong/``; ``tensorboard_layout``: the
+  custom-scalars charts over them.
 """
 
 from .continual import per_experience_forgetting, summarize_matrix
 from .experts import expert_usage, kl_nonuniformity, kl_normalized, pool_grid, usage_grid
 from .moe_metric import tokens_per_expert
-from .names import format_metric_name, strategy_metric_name
+from .names import NAMESPACE, format_metric_name, strategy_metric_name
 from .plots import curves_png, matrix_png, usage_png, usage_rgb
 from .plugins import (
     ExperienceMatrix,
@@ -24,8 +27,11 @@ from .plugins import (
 )
 from .registry import RUN_METRICS, run_metrics
 from .task_inference import TaskInferenceMetric
+from .tensorboard_layout import custom_scalars_layout
+from .usage_image import usage_image
 
 __all__ = [
+    "NAMESPACE",
     "RUN_METRICS",
     "ExperienceMatrix",
     "ExpertUsageMetric",
@@ -34,6 +40,7 @@ __all__ = [
     "TaskInferenceMetric",
     "TrainingProgress",
     "curves_png",
+    "custom_scalars_layout",
     "expert_layers",
     "expert_usage",
     "format_metric_name",
@@ -47,6 +54,7 @@ __all__ = [
     "summarize_matrix",
     "tokens_per_expert",
     "usage_grid",
+    "usage_image",
     "usage_png",
     "usage_rgb",
 ]

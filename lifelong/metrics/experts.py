@@ -81,13 +81,18 @@ def usage_grid(mass, num_sub_keys: int) -> Tensor:
     return grid
 
 
+def pool_factor(n: int, max_side: int) -> int:
+    """How many sub-keys per side ``pool_grid`` sums into one cell of an n x n grid."""
+    return 1 if n <= max_side else math.ceil(n / max_side)
+
+
 def pool_grid(grid: Tensor, max_side: int) -> Tensor:
     """Sum-pool an (n, n) grid to at most (max_side, max_side) (zero-padded at the edge), so
     a heatmap of a million experts stays a small image. Returns the grid itself if small."""
     n = grid.shape[0]
-    if n <= max_side:
+    f = pool_factor(n, max_side)
+    if f == 1:
         return grid
-    f = math.ceil(n / max_side)
     side = math.ceil(n / f)
     padded = torch.zeros(side * f, side * f, dtype=grid.dtype)
     padded[:n, :n] = grid

@@ -3,13 +3,14 @@ collected by an Avalanche plugin metric, with its summaries (docs/design.md §5)
 
 - Row i = after training through experience i (``TrainingProgress.trained - 1``). An
   evaluation before any training fills ``initial`` (the random-init baseline of FWT).
-- Per evaluated experience j it emits ``Top1_Acc_Exp/eval_phase/test_stream/Task{t}/Exp{j}``
-  (or ``Perplexity_Exp/...``) at x = number of trained experiences, so each experience's
-  TensorBoard curve is its forgetting curve.
+- Per evaluated experience j it emits
+  ``lifelong/Top1_Acc_Exp/eval_phase/test_stream/Task{t}/Exp{j}`` (or
+  ``lifelong/Perplexity_Exp/...``) at x = number of trained experiences, so each
+  experience's TensorBoard curve is its forgetting curve.
 - At the end of an evaluation stream whose rows 0..i are complete it emits
-  ``Average_Accuracy`` (``Average_Perplexity``), ``Forgetting``, ``BWT`` and ``FWT`` of
-  ``summarize_matrix`` at row i; for perplexity also ``Average_BitsPerByte`` and
-  ``Forgetting_BitsPerByte``.
+  ``lifelong/Average_Accuracy/eval_phase/test_stream`` (``Average_Perplexity``),
+  ``Forgetting``, ``BWT`` and ``FWT`` of ``summarize_matrix`` at row i; for perplexity also
+  ``Average_BitsPerByte`` and ``Forgetting_BitsPerByte``.
 
 Perplexity is summarised in bits per byte too, ``log2`` of a cell's perplexity (the mean
 next-byte loss in bits): a language model's headline perplexity is the geometric mean over
@@ -26,6 +27,7 @@ model's device until the experience ends, so no per-batch device sync.
 
 import math
 import statistics
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -44,6 +46,14 @@ IGNORE_INDEX = -100
 KINDS = {
     "accuracy": ("Top1_Acc_Exp", "Average_Accuracy", True, "average_accuracy"),
     "perplexity": ("Perplexity_Exp", "Average_Perplexity", False, "perplexity"),
+}
+# ``summaries`` key -> metric name of the stream figure (the average's name is the kind's)
+SUMMARY_NAMES = {
+    "forgetting": "Forgetting",
+    "bwt": "BWT",
+    "fwt": "FWT",
+    "bits_per_byte": "Average_BitsPerByte",
+    "forgetting_bits_per_byte": "Forgetting_BitsPerByte",
 }
 
 
@@ -147,15 +157,32 @@ class ExperienceMatrix(TrainingProgress):
             )
         return out
 
-    def save_plots(self, run_dir: Path) -> None:
+    def save_plots(self, run_dir: Path, experience_names: Sequence[str] | None = None) -> None:
         """``{kind}_matrix.png`` (the matrix) and ``forgetting_curves.png`` (one curve per
-        experience) in ``run_dir``."""
+        experience, from the untrained model's score when it was evaluated) in ``run_dir``;
+        experiences are named by ``experience_names`` ("experience j" without them).
+        Nothing before the first complete row."""
+        if not self.matrix:
+            return  # no complete row yet: nothing to draw
         run_dir = Path(run_dir)
-        path = run_dir / f"{self.kind}_matrix.png"
         matrix_png(
-            self.matrix, path, title=f"{self.kind} matrix", higher_is_better=self.higher_is_better
+            self.matrix,
+            run_dir / f"{self.kind}_matrix.png",
+            title=f"{self.kind} matrix: R[i][j] on experience j after training through i",
+            higher_is_better=self.higher_is_better,
+            label=self.kind,
+            experience_names=experience_names,
         )
-        curves_png(self.matrix, run_dir / "forgetting_curves.png")
+        lower = "" if self.higher_is_better else " (lower is better)"
+        curves_png(
+            self.matrix,
+            run_dir / "forgetting_curves.png",
+            initial=self.initial,
+            ylabel=f"{self.kind}{lower}",
+            title=f"forgetting curves: {self.kind} on each experience as training goes on",
+            experience_names=experience_names,
+            log_y=not self.higher_is_better,  # perplexities may span orders of magnitude
+        )
 
     def reset(self) -> None:
         """Forget everything, training progress included (Avalanche never calls this on a
@@ -202,14 +229,7 @@ class ExperienceMatrix(TrainingProgress):
         if len(rows) < self.trained:
             return None  # rows 0..trained-1 are not all complete yet
         summary = self.summaries(rows[: self.trained])
-        names = {
-            "average": self.average_name,
-            "forgetting": "Forgetting",
-            "bwt": "BWT",
-            "fwt": "FWT",
-            "bits_per_byte": "Average_BitsPerByte",
-            "forgetting_bits_per_byte": "Forgetting_BitsPerByte",
-        }
+        names = {"average": self.average_name, **SUMMARY_NAMES}
         return [
             MetricValue(self, strategy_metric_name(names[key], strategy), value, self.trained)
             for key, value in summary.items()

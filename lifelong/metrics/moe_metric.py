@@ -11,13 +11,14 @@ of -1).
 ``MoEMetric`` hooks every layer with ``register_routing_hook`` and ``aux_loss`` only
 during evaluation (``RoutingMetric``) and emits (x = number of trained experiences;
 ``{layer}`` is the module path):
-- after each experience j: ``DroppedTokens/eval_phase/test_stream/Exp{j}/{layer}`` (%, in
-  [0, 100]) and ``TokensPerExpertCV/.../Exp{j}/{layer}``, over all the experience's tokens
-  and all the layer's experts (those no token reached count 0, so stage-restricted
-  routing, docs/design.md §2, raises the CV);
+- after each experience j: ``lifelong/DroppedTokens/eval_phase/test_stream/Exp{j}/{layer}``
+  (%, in [0, 100]) and ``lifelong/TokensPerExpertCV/.../Exp{j}/{layer}``, over all the
+  experience's tokens and all the layer's experts (those no token reached count 0, so
+  stage-restricted routing, docs/design.md §2, raises the CV);
 - after the stream: the same without ``/Exp{j}``, over the whole evaluated stream.
 """
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -112,7 +113,7 @@ class MoEMetric(RoutingMetric):
         per_layer = self.latest_overall()
         return {"moe_layers": per_layer} if per_layer else {}
 
-    def save_plots(self, run_dir: Path) -> None:
+    def save_plots(self, run_dir: Path, experience_names: Sequence[str] | None = None) -> None:
         """No figure: the per-layer figures are few numbers, all in metrics.json."""
 
     # ------------------------------------------------------------------ accumulation

@@ -1,11 +1,17 @@
-"""Metric names in Avalanche's layout, built from data (docs/design.md §7).
+"""Metric names: lifelong's own namespace over Avalanche's layout (docs/design.md §7).
 
-``{metric}/{phase}_phase/{stream}_stream[/Task{t:03}][/Exp{e:03}][/extra...]``
+``lifelong/{metric}/{phase}_phase/{stream}_stream[/Task{t:03}][/Exp{e:03}][/extra...]``
 
-The prefix comes from Avalanche's own template (``default_metric_name_template``), fed with
+Every name starts with ``lifelong/`` so that no lifelong tag equals a tag of Avalanche's
+standard metrics: lifelong's per-experience accuracy would otherwise be
+``Top1_Acc_Exp/eval_phase/test_stream/Task000/Exp000``, exactly what
+``accuracy_metrics(experience=True)`` writes, and a user who adds Avalanche's metrics to a
+run would get two curves under one TensorBoard tag.
+
+The rest comes from Avalanche's own template (``default_metric_name_template``), fed with
 integer task and experience ids, so names stay right past experience 9 (a hand-written
-``f"Exp00{e}"`` gives "Exp0010"). Extra parts (a layer path, a stage) are appended as
-"/"-separated components.
+``f"Exp00{e}"`` gives "Exp0010") and sort in experience order. Extra parts (a layer path,
+a stage) are appended as "/"-separated components.
 """
 
 from avalanche.evaluation.metric_utils import (
@@ -14,6 +20,8 @@ from avalanche.evaluation.metric_utils import (
     phase_and_task,
     stream_type,
 )
+
+NAMESPACE = "lifelong"  # the first component of every lifelong metric name
 
 
 def format_metric_name(
@@ -27,7 +35,7 @@ def format_metric_name(
 ) -> str:
     """Compose a name from its parts; ``task``/``experience`` None leaves that level out."""
     info = {
-        "metric_name": metric,
+        "metric_name": f"{NAMESPACE}/{metric}",
         "phase_name": phase,
         "stream_name": stream,
         "task_label": None if task is None else int(task),

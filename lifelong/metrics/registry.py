@@ -6,7 +6,8 @@ for a run of ``task`` ("lm" or "classification") on ``model``. Every run metric 
 Avalanche plugin metric with two more methods the run report calls:
 
 - ``report() -> dict``: its figures for metrics.json (JSON-serialisable);
-- ``save_plots(run_dir: Path) -> None``: its PNG figures, written into ``run_dir``.
+- ``save_plots(run_dir: Path, experience_names: Sequence[str] | None = None) -> None``:
+  its PNG figures, written into ``run_dir``, experiences named by ``experience_names``.
 """
 
 from torch import nn

@@ -100,7 +100,8 @@ class RoutingMetric(TrainingProgress):
     def _emit(self, value, name: str, layer: nn.Module, acc, stats: dict) -> list:
         """The MetricValues of one layer, per experience or over the stream; make each
         with ``value(metric, extra, v, **kwargs)``, which names it
-        ``{metric}/{phase}_phase/{stream}_stream[/Exp{j}]/{extra...}`` (x = trained)."""
+        ``lifelong/{metric}/{phase}_phase/{stream}_stream[/Exp{j}]/{extra...}`` (x =
+        trained; names.py)."""
         raise NotImplementedError
 
     # ------------------------------------------------------------------------ results

@@ -4,8 +4,8 @@ token) really comes from, per evaluated experience and over training (docs/task_
 A ``GrowingExperts`` with ``routing="inferred"`` reports the experiences it inferred in
 every evaluation forward (``register_inference_hook``); on test experience j the right
 answer is j. Emitted (x = number of trained experiences; ``{layer}`` the module path):
-``TaskInference_Acc/eval_phase/test_stream/Exp{j}/{layer}`` after each experience, and
-the same without ``/Exp{j}`` over the stream.
+``lifelong/TaskInference_Acc/eval_phase/test_stream/Exp{j}/{layer}`` after each experience,
+and the same without ``/Exp{j}`` over the stream.
 
 ``report()``: ``task_inference_accuracy`` (the last evaluation of the stream, averaged over
 inferring layers), ``task_inference_matrix`` (row i: after training through experience i;
@@ -14,6 +14,7 @@ and ``selector_bytes``, the memory the selectors keep. Nothing for runs without 
 routing, whose metrics.json keeps its keys.
 """
 
+from collections.abc import Sequence
 from pathlib import Path
 
 from torch import Tensor, nn
@@ -73,7 +74,7 @@ class TaskInferenceMetric(RoutingMetric):
             for i in range(rows)
         ]
 
-    def save_plots(self, run_dir: Path) -> None:
+    def save_plots(self, run_dir: Path, experience_names: Sequence[str] | None = None) -> None:
         """No figure: the matrix is in metrics.json."""
 
     # ---------------------------------------------------------------------- callbacks

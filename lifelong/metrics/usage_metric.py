@@ -10,24 +10,36 @@ grow between experiences (docs/design.md §2), so each experience's mass has the
 expert count at that time.
 
 Emitted (x = number of trained experiences; ``{layer}`` is the module path):
-- after each experience j: ``ExpertUsage/eval_phase/test_stream/Exp{j}/{layer}``,
-  ``KL_Nonuniformity/...``, ``KL_Nonuniformity_Normalized/...`` (KL / log N, comparable
-  across layers of different sizes) and the same for ``.../{layer}/stage{s}`` (the experts stage s
-  added), plus ``ExpertUsageMap/.../Exp{j}/{layer}``, a heatmap of the √N x √N sub-key
-  grid as an Avalanche ``TensorImage`` (TensorBoard logs it with ``add_image``; text
-  loggers skip it);
+- after each experience j: ``lifelong/ExpertUsage/eval_phase/test_stream/Exp{j}/{layer}``,
+  ``lifelong/KL_Nonuniformity/...``, ``lifelong/KL_Nonuniformity_Normalized/...`` (KL / log
+  N, comparable across layers of different sizes) and the same for ``.../{layer}/stage{s}``
+  (the experts stage s added), plus ``lifelong/ExpertUsageMap/.../Exp{j}/{layer}``, a
+  heatmap of the √N x √N sub-key grid with its stage boundaries and colour strip
+  (``usage_image``) as an Avalanche ``TensorImage`` (TensorBoard logs it with
+  ``add_image``; text loggers skip it);
 - after the stream: the same without ``/Exp{j}``, over the mass summed over the stream.
 """
 
+import math
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
 from avalanche.evaluation.metric_results import LoggingType, TensorImage
 from torch import Tensor, nn
 
-from .experts import expert_usage, kl_nonuniformity, kl_normalized, pool_grid, usage_grid
-from .plots import usage_png, usage_rgb
+from .experts import expert_usage, kl_nonuniformity, kl_normalized, usage_grid
+from .plots import usage_png
 from .routing_metric import RoutingMetric, expert_layers
+from .usage_image import usage_image
+
+# Metric names (``lifelong/{name}/...``, names.py); the TensorBoard layout charts them.
+USAGE, KL, KL_NORMALIZED, USAGE_MAP = (
+    "ExpertUsage",
+    "KL_Nonuniformity",
+    "KL_Nonuniformity_Normalized",
+    "ExpertUsageMap",
+)
 
 
 def _stats(mass: Tensor) -> dict:
@@ -110,13 +122,15 @@ class ExpertUsageMetric(RoutingMetric):
             "expert_layers": per_layer,
         }
 
-    def save_plots(self, run_dir: Path) -> None:
+    def save_plots(self, run_dir: Path, experience_names: Sequence[str] | None = None) -> None:
         """``usage_{layer}.png`` (dots in the path as underscores) of every product-key
-        layer: its √N x √N sub-key grid of the mass summed over the last evaluation."""
-        for name, (side, mass) in _last_eval_masses(self.history).items():
+        layer: its √N x √N sub-key grid of the mass summed over the last evaluation, with
+        its growth stages' boundaries. (The map sums every experience: no names needed.)"""
+        for name, (side, mass, bounds) in _last_eval_masses(self.history).items():
             if side:
                 path = Path(run_dir) / f"usage_{name.replace('.', '_')}.png"
-                usage_png(usage_grid(mass, side), path)
+                title = f"expert usage of {name}\n(router mass over the last evaluation)"
+                usage_png(usage_grid(mass, side), path, title, stage_sides=stage_sides(bounds))
 
     # ------------------------------------------------------------------ accumulation
     def _select(self, model: nn.Module) -> dict[str, nn.Module]:
@@ -158,32 +172,43 @@ class ExpertUsageMetric(RoutingMetric):
         scalars += [((name, f"stage{s}"), st) for s, st in enumerate(stats["per_stage"])]
         out = []
         for extra, st in scalars:
-            out.append(value("ExpertUsage", extra, st["usage"]))
+            out.append(value(USAGE, extra, st["usage"]))
             if st["kl"] is not None:
-                out.append(value("KL_Nonuniformity", extra, st["kl"]))
+                out.append(value(KL, extra, st["kl"]))
             if st["kl_normalized"] is not None:
-                out.append(value("KL_Nonuniformity_Normalized", extra, st["kl_normalized"]))
+                out.append(value(KL_NORMALIZED, extra, st["kl_normalized"]))
         side = getattr(layer, "num_sub_keys", None)
         if self.heatmaps and side is not None:
-            grid = pool_grid(usage_grid(mass, side), self.heatmap_max_side)  # (n', n')
-            image = TensorImage(usage_rgb(grid))
-            out.append(value("ExpertUsageMap", (name,), image, logging_type=LoggingType.IMAGE))
+            pixels = usage_image(
+                usage_grid(mass, side),
+                stage_sides=stage_sides(layer.stage_bounds),
+                max_side=self.heatmap_max_side,
+            )
+            image = TensorImage(pixels)
+            out.append(value(USAGE_MAP, (name,), image, logging_type=LoggingType.IMAGE))
         return out
 
 
-def _last_eval_masses(history: list[dict]) -> dict[str, tuple[int | None, Tensor]]:
+def stage_sides(stage_bounds: Sequence[int]) -> list[int]:
+    """Sub-keys per side at the end of each stage of a product-key layer, whose stage s
+    ends at expert id n_s² (docs/design.md §2)."""
+    return [math.isqrt(int(b)) for b in stage_bounds]
+
+
+def _last_eval_masses(history: list[dict]) -> dict[str, tuple[int | None, Tensor, list]]:
     """{layer: (num_sub_keys, (N,) mass summed over the experiences of the last
-    evaluation)}, from ``history``."""
+    evaluation, stage_bounds)}, from ``history``."""
     if not history:
         return {}
     last = max(r["trained"] for r in history)
-    out: dict[str, tuple[int | None, Tensor]] = {}
+    out: dict[str, tuple[int | None, Tensor, list]] = {}
     for r in history:
         if r["trained"] != last:
             continue
         if r["layer"] in out:
-            side, total = out[r["layer"]]
-            out[r["layer"]] = (side, total + r["mass"])  # same eval: the layer did not grow
+            side, total, bounds = out[r["layer"]]
+            # Same evaluation: the layer did not grow in between.
+            out[r["layer"]] = (side, total + r["mass"], bounds)
         else:
-            out[r["layer"]] = (r["num_sub_keys"], r["mass"])
+            out[r["layer"]] = (r["num_sub_keys"], r["mass"], r["stage_bounds"])
     return out

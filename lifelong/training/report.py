@@ -1,18 +1,22 @@
-"""What a run leaves behind: metrics.json, PNG plots, TensorBoard hparams.
+"""What a run leaves behind: metrics.json, PNG plots, TensorBoard hparams and final figures.
 
 Every run metric (``lifelong.metrics.RUN_METRICS``) contributes its figures to
-metrics.json (``metric.report()``) and its PNGs (``metric.save_plots(run_dir)``); the run
-adds ``experience_names``, ``scenario`` and ``params`` (total, trainable, active per
-token). docs/running.md
-lists the keys. Nothing in it depends on the machine's speed, so runs with the same seed
-write the same file (the wall time goes to ``run.json``).
+metrics.json (``metric.report()``) and its PNGs (``metric.save_plots(run_dir,
+experience_names)``); the run adds ``experience_names``, ``scenario`` and ``params``
+(total, trainable, active per token). docs/running.md lists the keys. Nothing in it
+depends on the machine's speed, so runs with the same seed write the same file (the wall
+time goes to ``run.json``).
+
+TensorBoard gets every number of metrics.json as ``lifelong/final/<key>`` at the last
+step, the hyper-parameters against them (hparams.py) and a table of experience names.
 """
 
 import json
 from pathlib import Path
 
-from omegaconf import OmegaConf
 from torch import nn
+
+from .hparams import hparams_summaries, run_hparams
 
 
 def active_params_per_token(model: nn.Module) -> int:
@@ -39,21 +43,26 @@ def parameter_counts(model: nn.Module) -> dict[str, int]:
     }
 
 
-def _flat_hparams(cfg) -> dict:
-    flat = {}
+FINAL = "lifelong/final"  # the tag prefix of the final figures, the hparams tab's metrics
+EXPERIENCE_NAMES = "lifelong/experience_names"  # a text summary: Exp{j:03} -> name
 
-    def walk(node, prefix):
-        for key, value in node.items():
-            name = f"{prefix}{key}"
-            if isinstance(value, dict):
-                walk(value, name + ".")
-            elif isinstance(value, (int, float, str, bool)):
-                flat[name] = value
-            else:
-                flat[name] = str(value)
 
-    walk(OmegaConf.to_container(cfg, resolve=True), "")
-    return flat
+def final_scalars(result: dict) -> dict[str, float]:
+    """{``lifelong/final/<key>``: value} of every number in ``result`` (metrics.json), the
+    parameter counts as ``params_<key>``."""
+    flat = {**result, **{f"params_{k}": v for k, v in result["params"].items()}}
+    return {
+        f"{FINAL}/{k}": v
+        for k, v in flat.items()
+        if isinstance(v, (int, float)) and not isinstance(v, bool)
+    }
+
+
+def experience_table(names) -> str:
+    """Markdown table of the experiences' ids (as the tags write them) and names."""
+    cells = [str(name).replace("|", "\\|") for name in names]  # a "|" would end the cell
+    rows = [f"| Exp{j:03d} | {cell} |" for j, cell in enumerate(cells)]
+    return "\n".join(["| tag | experience |", "|---|---|", *rows])
 
 
 def write_report(run_dir: Path, *, cfg, exp, writer) -> dict:
@@ -62,8 +71,9 @@ def write_report(run_dir: Path, *, cfg, exp, writer) -> dict:
     result = {}
     for metric in exp.metrics.values():
         result.update(metric.report())
+    names = list(exp.spec.experience_names)
     result.update(
-        experience_names=list(exp.spec.experience_names),
+        experience_names=names,
         scenario=exp.spec.scenario,
         params=parameter_counts(exp.model),
     )
@@ -71,17 +81,16 @@ def write_report(run_dir: Path, *, cfg, exp, writer) -> dict:
 
     if cfg.log.png:
         for metric in exp.metrics.values():
-            metric.save_plots(run_dir)
+            metric.save_plots(run_dir, experience_names=names)
 
     if writer is not None:
-        from torch.utils.tensorboard.summary import hparams
-
-        flat = {**result, **{f"params_{k}": v for k, v in result["params"].items()}}
-        scalars = {f"final/{k}": v for k, v in flat.items() if isinstance(v, (int, float))}
-        for part in hparams(_flat_hparams(cfg), scalars):
+        scalars = final_scalars(result)
+        hparams = run_hparams(cfg, len(exp.spec.benchmark.train_stream))
+        for part in hparams_summaries(hparams, list(scalars)):
             writer.file_writer.add_summary(part)
         step = exp.strategy.clock.train_exp_counter
         for key, value in scalars.items():
             writer.add_scalar(key, value, step)
+        writer.add_text(EXPERIENCE_NAMES, experience_table(names), step)
         writer.flush()
     return result

@@ -18,7 +18,7 @@ from torch import nn
 
 from lifelong.metrics import ExperienceMatrix, summarize_matrix
 
-ACC = "Top1_Acc_Exp/eval_phase/test_stream/Task{t:03d}/Exp{e:03d}"
+ACC = "lifelong/Top1_Acc_Exp/eval_phase/test_stream/Task{t:03d}/Exp{e:03d}"
 
 
 def test_matrix_is_square_and_its_last_row_matches_an_independent_evaluation(
@@ -59,15 +59,15 @@ def test_stream_summaries_are_emitted_from_the_matrix(classification_run):
         "fwt": "FWT",
     }
     for key, metric in names.items():
-        emitted = run.logger.values(f"{metric}/eval_phase/test_stream")
+        emitted = run.logger.values(f"lifelong/{metric}/eval_phase/test_stream")
         assert emitted[-1] == (3, pytest.approx(expected[key]))
     # After the first experience there is nothing to forget yet: only the average.
     first = summarize_matrix(R[:1], initial=initial)
-    assert run.logger.values("Average_Accuracy/eval_phase/test_stream")[0] == (
+    assert run.logger.values("lifelong/Average_Accuracy/eval_phase/test_stream")[0] == (
         1,
         pytest.approx(first["average"]),
     )
-    assert [x for x, _ in run.logger.values("Forgetting/eval_phase/test_stream")] == [2, 3]
+    assert [x for x, _ in run.logger.values("lifelong/Forgetting/eval_phase/test_stream")] == [2, 3]
 
 
 def test_names_use_integer_ids_beyond_ten_experiences():
@@ -83,7 +83,7 @@ def test_names_use_integer_ids_beyond_ten_experiences():
     assert rows == list(range(1, 12))  # one more complete row per trained experience
     assert all(len(row) == 11 for row in matrix.matrix)
     names = {name for name, _, _ in logger.records}
-    assert "Top1_Acc_Exp/eval_phase/test_stream/Task010/Exp010" in names
+    assert "lifelong/Top1_Acc_Exp/eval_phase/test_stream/Task010/Exp010" in names
     assert not any("Exp0010" in n or "Task0010" in n for n in names)
     assert logger.values(ACC.format(t=10, e=10))[-1][0] == 11
 
@@ -109,7 +109,7 @@ def test_mid_experience_and_train_stream_evaluations_are_not_recorded():
     )
     # No task labels on the experiences: no Task level in the name. One value per
     # experience per explicit test evaluation (x = 1, 2) and per before-training one (x = 0).
-    xs = [x for x, _ in logger.values("Top1_Acc_Exp/eval_phase/test_stream/Exp000")]
+    xs = [x for x, _ in logger.values("lifelong/Top1_Acc_Exp/eval_phase/test_stream/Exp000")]
     assert xs == [0, 1, 1, 2]
     assert not any("train_stream" in name for name, _, _ in logger.records)
 
@@ -161,19 +161,21 @@ def test_perplexity_matrix_of_a_byte_language_model():
     assert summary["forgetting"] == pytest.approx(R[1][0] - R[0][0]) and summary["forgetting"] > 0
     # The stream's perplexity is the geometric mean (exp of the mean loss), in bits per byte
     # too; forgetting is the rise in perplexity and, separately, in bits per byte.
-    assert logger.values("Average_Perplexity/eval_phase/test_stream")[-1] == (
+    assert logger.values("lifelong/Average_Perplexity/eval_phase/test_stream")[-1] == (
         2,
         pytest.approx(math.sqrt(R[1][0] * R[1][1])),
     )
-    assert logger.values("Average_BitsPerByte/eval_phase/test_stream")[-1] == (
+    assert logger.values("lifelong/Average_BitsPerByte/eval_phase/test_stream")[-1] == (
         2,
         pytest.approx((math.log2(R[1][0]) + math.log2(R[1][1])) / 2),
     )
-    assert logger.values("Forgetting_BitsPerByte/eval_phase/test_stream")[-1] == (
+    assert logger.values("lifelong/Forgetting_BitsPerByte/eval_phase/test_stream")[-1] == (
         2,
         pytest.approx(math.log2(R[1][0]) - math.log2(R[0][0])),
     )
-    assert logger.values("Perplexity_Exp/eval_phase/test_stream/Task001/Exp001")[-1][0] == 2
+    assert (
+        logger.values("lifelong/Perplexity_Exp/eval_phase/test_stream/Task001/Exp001")[-1][0] == 2
+    )
 
 
 def test_unknown_kind_is_refused():

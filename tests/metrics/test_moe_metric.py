@@ -22,7 +22,10 @@ from lifelong.metrics.moe_metric import (
     tokens_per_expert,
 )
 
-DROPPED, CV = "DroppedTokens/eval_phase/test_stream", "TokensPerExpertCV/eval_phase/test_stream"
+DROPPED, CV = (
+    "lifelong/DroppedTokens/eval_phase/test_stream",
+    "lifelong/TokensPerExpertCV/eval_phase/test_stream",
+)
 
 
 def tally_of(*batches: list[list[int]], num_experts: int) -> _Tally:

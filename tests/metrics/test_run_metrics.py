@@ -204,8 +204,12 @@ def test_lm_run_without_expert_layers(lm, tmp_path):
     }
 
 
-def test_reports_before_any_evaluation():
-    matrix, usage, moe, inference = run_metrics("classification", PeerMoENet()).values()
+def test_reports_before_any_evaluation(tmp_path):
+    metrics = run_metrics("classification", PeerMoENet())
+    matrix, usage, moe, inference = metrics.values()
+    for metric in metrics.values():
+        metric.save_plots(tmp_path, experience_names=["a", "b"])
+    assert list(tmp_path.iterdir()) == []  # nothing to draw yet, and no error
     assert inference.report() == {}
     assert matrix.report() == dict.fromkeys(matrix_keys("accuracy", "average_accuracy")) | {
         "accuracy_matrix": []

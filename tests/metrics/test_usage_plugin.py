@@ -14,9 +14,10 @@ from lifelong.metrics import (
     expert_usage,
     kl_nonuniformity,
 )
+from lifelong.metrics.usage_image import cell_pixels
 
-USAGE = "ExpertUsage/eval_phase/test_stream"
-KL = "KL_Nonuniformity/eval_phase/test_stream"
+USAGE = "lifelong/ExpertUsage/eval_phase/test_stream"
+KL = "lifelong/KL_Nonuniformity/eval_phase/test_stream"
 # The run's PEER grew 4 -> 5 -> 6 sub-keys per side; in shell order stage s owns the ids
 # [n_{s-1}², n_s²) (docs/design.md §2).
 STAGES = [slice(0, 16), slice(16, 25), slice(25, 36)]
@@ -68,9 +69,12 @@ def test_emitted_values_per_experience_and_stage(classification_run):
         for s, sl in enumerate(STAGES):
             x, usage = run.logger.values(f"{USAGE}/Exp{j:03d}/peer/stage{s}")[-1]
             assert (x, usage) == (3, pytest.approx(expert_usage(mass[sl])))
-        x, image = run.logger.values(f"ExpertUsageMap/eval_phase/test_stream/Exp{j:03d}/peer")[-1]
+        x, image = run.logger.values(
+            f"lifelong/ExpertUsageMap/eval_phase/test_stream/Exp{j:03d}/peer"
+        )[-1]
         assert x == 3 and isinstance(image, TensorImage)
-        assert image.image.shape == (3, 6, 6) and image.image.dtype == torch.uint8
+        # The 6 x 6 sub-key grid, each cell a block of pixels, then the colour strip.
+        assert image.image.shape[:2] == (3, 6 * cell_pixels(6)) and image.image.dtype == torch.uint8
     # Stage 2 did not exist when experience 1 ended: no such value at x = 2.
     assert [x for x, _ in run.logger.values(f"{USAGE}/Exp000/peer/stage2")] == [3]
 
@@ -110,9 +114,9 @@ def test_experience_names_past_ten_and_tensorboard_accepts_every_value(tmp_path)
     events.Reload()
     scalars, images = set(events.Tags()["scalars"]), set(events.Tags()["images"])
     assert f"{USAGE}/Exp010/peer" in scalars and f"{KL}/peer" in scalars
-    assert "Top1_Acc_Exp/eval_phase/test_stream/Task010/Exp010" in scalars
-    assert "ExpertUsageMap/eval_phase/test_stream/Exp010/peer" in images
-    assert "ExpertUsageMap/eval_phase/test_stream/peer" in images
+    assert "lifelong/Top1_Acc_Exp/eval_phase/test_stream/Task010/Exp010" in scalars
+    assert "lifelong/ExpertUsageMap/eval_phase/test_stream/Exp010/peer" in images
+    assert "lifelong/ExpertUsageMap/eval_phase/test_stream/peer" in images
     assert events.Scalars(f"{USAGE}/Exp010/peer")[0].step == 1
 
 
@@ -125,6 +129,6 @@ def test_model_defaults_to_the_strategy_model_and_layers_are_named_by_path():
     strategy.train(bm.train_stream[0])
     strategy.eval(bm.test_stream)
     assert list(usage.latest_overall()) == ["0.peer"]
-    # 4x4 sub-keys pooled to at most 3x3: factor 2, a 2x2 image.
-    _, image = logger.values("ExpertUsageMap/eval_phase/test_stream/Exp000/0.peer")[-1]
-    assert image.image.shape == (3, 2, 2)
+    # 4x4 sub-keys pooled to at most 3x3: factor 2, a 2x2 grid of cells.
+    _, image = logger.values("lifelong/ExpertUsageMap/eval_phase/test_stream/Exp000/0.peer")[-1]
+    assert image.image.shape[:2] == (3, 2 * cell_pixels(2))

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from tensorboard_views import CustomScalars
 from tiny_streams import one_thread
 
 import lifelong.training.run as run_module
@@ -112,12 +113,16 @@ def test_tensorboard_curves_continue_without_duplicates(tmp_path, monkeypatch):
 
     _next_second()
     with SummaryWriter(tmp_path / "resumed") as stale:
-        stale.add_scalar("Top1_Acc_Exp/eval_phase/test_stream/Task000/Exp000", 0.0, 3)
+        stale.add_scalar("lifelong/Top1_Acc_Exp/eval_phase/test_stream/Task000/Exp000", 0.0, 3)
     _next_second()
     resumed = _scalar_steps(run(_config(tmp_path, "resumed", *cfg, "resume=true")))
     assert resumed == reference
-    curve = reference["Top1_Acc_Exp/eval_phase/test_stream/Task000/Exp000"]
+    curve = reference["lifelong/Top1_Acc_Exp/eval_phase/test_stream/Task000/Exp000"]
     assert curve == [0, 1, 2, 3, 4, 5]  # initial evaluation, then after each experience
+    # Each session wrote the custom-scalars layout at step 0, below the purge step: the
+    # dashboard shows it once, as for the uninterrupted run.
+    charts = CustomScalars(tmp_path / "resumed").charts()
+    assert charts and charts == CustomScalars(tmp_path / "reference").charts()
 
 
 def test_eval_reproduces_the_last_matrix_row(tmp_path):
