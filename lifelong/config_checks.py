@@ -80,6 +80,12 @@ def check_config(cfg: DictConfig, *, error: type[ValueError]) -> None:
         check(key, _get(cfg, key), error=error)
     for key, valid in choices().items():
         one_of(key, _get(cfg, key), valid, error=error)
+    name = str(cfg.name)
+    if not name or name in (".", "..") or "/" in name or "\\" in name or "\0" in name:
+        raise error(
+            f"name={name!r} must be a plain folder name (no '/', not '.' or '..'): the run "
+            "directory is runs_dir/name; pass the folder with runs_dir=..."
+        )
     device = str(cfg.device)
     if device not in ("auto", "cpu", "cuda") and not device.startswith("cuda:"):
         raise error(f"device={device!r} is not supported; choose auto, cpu, cuda or cuda:N")

@@ -14,10 +14,23 @@ from ..metrics.continual import per_experience_forgetting
 LOG = logging.getLogger("lifelong")
 
 
+class _Stdout(logging.StreamHandler):
+    """A handler writing to whatever ``sys.stdout`` is when a record comes, not the one
+    there was when it was made (a redirected or captured stdout may have replaced it)."""
+
+    @property
+    def stream(self):
+        return sys.stdout
+
+    @stream.setter
+    def stream(self, _value):
+        pass
+
+
 def configure(level: str = "info") -> None:
     """Send the ``lifelong`` logger's records at ``level`` and above to stdout, one plain
     line each (the command line calls this; a library user keeps their own logging)."""
-    handler = logging.StreamHandler(sys.stdout)
+    handler = _Stdout()
     handler.setFormatter(logging.Formatter("%(message)s"))
     LOG.handlers[:] = [handler]
     LOG.setLevel(level.upper())

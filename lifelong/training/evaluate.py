@@ -23,7 +23,8 @@ from torch.utils.data import DataLoader
 from ..config import load_config
 from ..experiment import build_experiment, build_stream_from_config, resolve_device
 from ..metrics.matrix_metric import batch_score, score_value
-from .checkpoint import CHECKPOINT, load_checkpoint
+from .checkpoint import CHECKPOINT, CheckpointError, load_checkpoint
+from .identity import check_fingerprint, load_weights
 from .run_state import grow_like_checkpoint
 
 SPLITS = {"test": "test_stream", "train": "train_stream"}  # stream=... -> Avalanche stream
@@ -66,6 +67,7 @@ def load_run(run_dir: Path, *, metrics: bool = False):
     run_dir = Path(run_dir)
     cfg = load_config(run_dir / "config.yaml")
     state = load_checkpoint(run_dir / CHECKPOINT)
+    check_fingerprint(state, cfg, run_dir / CHECKPOINT)
     built = build_experiment(cfg, metrics=metrics)
     bench = built.spec.benchmark
     grow_like_checkpoint(
@@ -74,7 +76,7 @@ def load_run(run_dir: Path, *, metrics: bool = False):
         train_stream=bench.train_stream,
         test_stream=bench.test_stream,
     )
-    built.model.load_state_dict(state["model"])
+    load_weights(built.model, state["model"], run_dir / CHECKPOINT)
     built.model.eval()
     return cfg, built
 
@@ -102,6 +104,7 @@ def evaluate_run(run_dir: Path, overrides: list[str] = ()) -> dict:
     run_cfg = load_config(config)
     eval_cfg = load_config(config, list(overrides))
     state = load_checkpoint(run_dir / CHECKPOINT)
+    check_fingerprint(state, run_cfg, run_dir / CHECKPOINT)  # a checkpoint from another run
 
     built = build_experiment(run_cfg, metrics=False)  # the model, on the stream it grew on
     spec, model = built.spec, built.model
@@ -114,12 +117,12 @@ def evaluate_run(run_dir: Path, overrides: list[str] = ()) -> dict:
         test_stream=target.benchmark.test_stream,
     )
     try:
-        model.load_state_dict(state["model"])
-    except RuntimeError as err:  # e.g. a stream with task labels the run never had
-        raise EvalError(
-            f"the checkpoint does not fit the model grown for this stream "
-            f"({str(err).splitlines()[-1].strip()}); evaluate on a stream with the run's tasks"
-        ) from None
+        load_weights(model, state["model"], run_dir / CHECKPOINT)
+    except CheckpointError as err:
+        if target is spec:
+            raise
+        # e.g. a stream with task labels the run never had grows other heads
+        raise EvalError(f"{err}; on another stream, evaluate one with the run's tasks") from None
     model.to(device).eval()
 
     kind = "perplexity" if spec.task == "lm" else "accuracy"

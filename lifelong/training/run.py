@@ -17,17 +17,16 @@ from omegaconf import DictConfig, OmegaConf
 from ..experiment import build_experiment
 from .checkpoint import CHECKPOINT, load_checkpoint, save_checkpoint
 from .console import LOG, on_terminal
+from .errors import RunError
+from .identity import NOT_COMPUTED, check_fingerprint, fingerprint
 from .report import write_report
+from .run_lock import run_lock
 from .run_state import capture, restore
 from .tb_logger import ExperienceStepLogger
 
-
-class RunError(ValueError):
-    """A run that cannot start, phrased for the command line."""
-
-
 RUN_INFO = "run.json"  # wall time and sessions: kept out of metrics.json, which is deterministic
-IGNORED_ON_RESUME = ("resume", "log")  # how a run reports itself may change, what it computes not
+# How a run reports itself, and where its directory sits, may change; what it computes not.
+IGNORED_ON_RESUME = NOT_COMPUTED
 
 
 def _first_difference(saved, given, prefix="") -> str | None:
@@ -71,12 +70,21 @@ def existing_run(cfg: DictConfig) -> tuple[Path, dict | None]:
             f"resume with the run's config.yaml"
         )
     path = run_dir / CHECKPOINT
-    return run_dir, (load_checkpoint(path) if path.is_file() else None)
+    if not path.is_file():
+        return run_dir, None
+    state = load_checkpoint(path)
+    check_fingerprint(state, cfg, path)  # a checkpoint copied in from another run
+    return run_dir, state
 
 
 def run(cfg: DictConfig) -> Path:
     """Run the experiment described by ``cfg``; returns the run directory. With
     ``cfg.resume`` an interrupted run continues from its last finished experience."""
+    with run_lock(Path(cfg.runs_dir), str(cfg.name)):
+        return _locked_run(cfg)
+
+
+def _locked_run(cfg: DictConfig) -> Path:
     from avalanche.logging import InteractiveLogger
 
     start = time.time()
@@ -125,6 +133,7 @@ def _train_and_report(cfg, exp, run_dir: Path, checkpoint, tb, start: float) -> 
     if checkpoint:
         restore(
             checkpoint,
+            path=run_dir / CHECKPOINT,
             strategy=strategy,
             metrics=exp.metrics,
             train_stream=train_stream,
@@ -135,7 +144,7 @@ def _train_and_report(cfg, exp, run_dir: Path, checkpoint, tb, start: float) -> 
     def save(done: int):
         wall_s = earlier_wall_s + time.time() - start
         state = capture(finished=done, strategy=strategy, metrics=exp.metrics, wall_s=wall_s)
-        save_checkpoint(run_dir / CHECKPOINT, state)
+        save_checkpoint(run_dir / CHECKPOINT, {**state, "fingerprint": fingerprint(cfg)})
 
     if cfg.train.eval_initial and not joint and not checkpoint:
         strategy.eval(test_stream)  # the random-init row, for forward transfer

@@ -17,6 +17,7 @@ from avalanche.models.utils import avalanche_model_adaptation
 from torch import nn
 
 from .checkpoint import rng_state, set_rng_state
+from .identity import load_weights
 from .plugin_state import load_plugin_states, plugin_states
 
 
@@ -89,13 +90,16 @@ def capture(*, finished: int, strategy, metrics: dict, wall_s: float) -> dict:
     }
 
 
-def restore(state: dict, *, strategy, metrics: dict, train_stream, test_stream) -> None:
-    """Put ``capture``'s state back into a run built from the same config."""
+def restore(
+    state: dict, *, strategy, metrics: dict, train_stream, test_stream, path="checkpoint"
+) -> None:
+    """Put ``capture``'s state back into a run built from the same config (``path``: the
+    file it came from, for messages)."""
     finished = int(state["finished"])
     model = grow_like_checkpoint(
         strategy.model, finished, train_stream=train_stream, test_stream=test_stream
     )
-    model.load_state_dict(state["model"])
+    load_weights(model, state["model"], path)
     model.to(strategy.device)  # before the optimizer state, which must sit with the params
     strategy.optimized_param_id = load_optimizer_state(
         strategy.optimizer, model, state["optimizer"]

@@ -1,0 +1,110 @@
+"""A run directory belongs to one run: a checkpoint from another run or architecture is
+refused, one process at a time holds it, and a moved directory resumes where it is."""
+
+import json
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from lifelong.cli import main
+from lifelong.config import load_config
+from lifelong.training.run import run
+
+CONFIG = str(Path(__file__).resolve().parents[2] / "configs" / "split_digits_task_il_smoke.yaml")
+QUIET = ["log.progress=false", "log.tensorboard=false", "log.png=false"]
+
+
+def one_error_line(capsys) -> str:
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and err[0].startswith("lifelong: error: "), err
+    return err[0]
+
+
+@pytest.fixture(scope="module")
+def two_runs(tmp_path_factory):
+    """Runs a (seed 0) and b (seed 1), finished."""
+    runs = tmp_path_factory.mktemp("runs")
+    for name, seed in (("a", 0), ("b", 1)):
+        run(load_config(CONFIG, [f"runs_dir={runs}", f"name={name}", f"seed={seed}", *QUIET]))
+    return runs
+
+
+def test_another_run_s_checkpoint_is_refused_by_eval_and_resume(two_runs, tmp_path, capsys):
+    a = tmp_path / "a"
+    shutil.copytree(two_runs / "a", a)
+    shutil.copy(two_runs / "b" / "checkpoint.pt", a / "checkpoint.pt")
+    assert main(["eval", str(a)]) == 2
+    line = one_error_line(capsys)
+    assert "written by another run (name=b, seed=1" in line and "(name=a, seed=0" in line
+    (a / "metrics.json").unlink()  # as if a had been killed before its report
+    args = ["run", CONFIG, f"runs_dir={tmp_path}", "name=a", "resume=true", *QUIET]
+    assert main(args) == 2
+    assert "written by another run" in one_error_line(capsys)
+    assert not (a / "metrics.json").exists()  # b's results were not written under a's config
+
+
+def test_a_checkpoint_of_another_architecture_is_one_line(two_runs, tmp_path, capsys):
+    from lifelong.training.checkpoint import load_checkpoint, save_checkpoint
+
+    a = tmp_path / "a"
+    shutil.copytree(two_runs / "a", a)
+    state = load_checkpoint(a / "checkpoint.pt")
+    del state["fingerprint"]  # as a checkpoint written before fingerprints
+    name = "ffn.layer.query.0.weight"  # PEER's query network: (heads·key_dim, dim)
+    state["model"][name] = state["model"][name][:, :3]  # another input width
+    save_checkpoint(a / "checkpoint.pt", state)
+    assert main(["eval", str(a)]) == 2
+    line = one_error_line(capsys)
+    assert "does not fit this model" in line and name in line and "(256, 3)" in line
+
+
+def test_a_moved_run_directory_resumes_in_its_new_place(two_runs, tmp_path, capsys):
+    moved = tmp_path / "elsewhere"
+    shutil.copytree(two_runs / "a", moved / "a")
+    (moved / "a" / "metrics.json").unlink()
+    args = ["run", CONFIG, f"runs_dir={moved}", "name=a", "resume=true", *QUIET]
+    assert main(args) == 0, capsys.readouterr().err
+    rebuilt = json.loads((moved / "a" / "metrics.json").read_text())
+    assert rebuilt == json.loads((two_runs / "a" / "metrics.json").read_text())
+
+
+def test_a_second_run_on_a_locked_directory_exits_2_naming_the_holder(tmp_path, capsys):
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD, str(tmp_path), "busy"], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        assert main(["run", CONFIG, f"runs_dir={tmp_path}", "name=busy", *QUIET]) == 2
+        line = one_error_line(capsys)
+        assert f"in use by process {holder.pid}" in line
+        assert not (tmp_path / "busy").exists()  # nothing written while it is held
+    finally:
+        holder.kill()
+        holder.wait()
+    # The kernel released the dead holder's lock: the same command now runs.
+    time.sleep(0.1)
+    assert main(["run", CONFIG, f"runs_dir={tmp_path}", "name=busy", *QUIET]) == 0
+
+
+HOLD = """
+import sys, time
+from pathlib import Path
+from lifelong.training.run_lock import run_lock
+with run_lock(Path(sys.argv[1]), sys.argv[2]):
+    print("locked", flush=True)
+    time.sleep(60)
+"""
+
+
+def test_run_names_are_plain_folder_names(tmp_path, capsys):
+    for name in ("../x", "/abs/x", ".."):
+        assert main(["run", CONFIG, f"runs_dir={tmp_path / 'runs'}", f"name={name}"]) == 2
+        assert "must be a plain folder name" in one_error_line(capsys)
+    (tmp_path / "file").write_text("")
+    assert main(["run", CONFIG, f"runs_dir={tmp_path / 'file'}", *QUIET]) == 2
+    assert "cannot hold run directories" in one_error_line(capsys)
+    assert list(tmp_path.iterdir()) == [tmp_path / "file"]
