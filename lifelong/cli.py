@@ -126,10 +126,14 @@ def _run(args) -> int:
         print(OmegaConf.to_yaml(cfg, resolve=True), end="")
         return 0
     from .training.console import configure, run_results
+    from .training.errors import RunError
+    from .training.report import report_complete
     from .training.run import run
 
     configure(cfg.log.level)
     run_dir = run(cfg)
+    if not report_complete(run_dir):  # every promised file exists and parses
+        raise RunError(f"'{run_dir}' finished training but its report is incomplete")
     print(run_results(json.loads((run_dir / "metrics.json").read_text())))
     print(f"run finished: {run_dir}\n  tensorboard --logdir {run_dir.parent}")
     return 0

@@ -14,6 +14,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "lifelong"
 LEVELS = {
     "__init__": 0,
     "checks": 0,
+    "atomic": 0,
     "layers": 0,
     "optim": 0,
     "data": 0,

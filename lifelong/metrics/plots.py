@@ -11,6 +11,7 @@ or colour bar, experiences named as the stream names them, integer ticks where t
 counts experiences, and stage boundaries on usage maps. PNGs are written at ``DPI``.
 """
 
+import io
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -25,6 +26,8 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 from torch import Tensor
 
+from ..atomic import atomic_write
+
 DPI = 150  # sharp enough to read cell values when zoomed, small enough for a run directory
 UNUSED_RGB = (0, 0, 0)  # experts that received no router mass are drawn black
 BOUNDARY_COLOUR = "white"  # stage boundaries: no colour of viridis, not the unused black
@@ -38,7 +41,9 @@ def _save(fig: Figure, path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     FigureCanvasAgg(fig)
-    fig.savefig(path, format="png", dpi=DPI)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=DPI)
+    atomic_write(path, buffer.getvalue())  # a killed report never leaves half a PNG
     return path
 
 

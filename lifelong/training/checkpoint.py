@@ -8,14 +8,15 @@ Writes go to a temporary file in the same directory and are renamed over the tar
 whole.
 """
 
-import os
+import io
 import pickle
 import random
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from ..atomic import atomic_write
 
 CHECKPOINT = "checkpoint.pt"
 FORMAT = 1  # bump when the layout of the saved dict changes
@@ -27,17 +28,9 @@ class CheckpointError(ValueError):
 
 def save_checkpoint(path: Path, state: dict) -> None:
     """Write ``state`` to ``path`` atomically (temporary file, fsync, rename)."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save({"format": FORMAT, **state}, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    buffer = io.BytesIO()
+    torch.save({"format": FORMAT, **state}, buffer)
+    atomic_write(Path(path), buffer.getvalue())
 
 
 def load_checkpoint(path: Path) -> dict:

@@ -20,6 +20,7 @@ from avalanche.models.utils import avalanche_forward
 from omegaconf import OmegaConf
 from torch.utils.data import DataLoader
 
+from ..atomic import atomic_write_text
 from ..config import load_config
 from ..experiment import build_experiment, build_stream_from_config, resolve_device
 from ..metrics.matrix_metric import batch_score, score_value
@@ -150,5 +151,5 @@ def evaluate_run(run_dir: Path, overrides: list[str] = ()) -> dict:
         + (" (another sample of text or class order: not the data the run was tested on)")
     )
     result["file"] = eval_file(split, changed)
-    (run_dir / result["file"]).write_text(json.dumps(result, indent=2) + "\n")
+    atomic_write_text(run_dir / result["file"], json.dumps(result, indent=2) + "\n")
     return result

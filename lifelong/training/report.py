@@ -16,6 +16,7 @@ from pathlib import Path
 
 from torch import nn
 
+from ..atomic import atomic_write_text
 from .hparams import hparams_summaries, run_hparams
 
 
@@ -77,7 +78,7 @@ def write_report(run_dir: Path, *, cfg, exp, writer) -> dict:
         scenario=exp.spec.scenario,
         params=parameter_counts(exp.model),
     )
-    (run_dir / "metrics.json").write_text(json.dumps(result, indent=2) + "\n")
+    atomic_write_text(run_dir / "metrics.json", json.dumps(result, indent=2) + "\n")
 
     if cfg.log.png:
         for metric in exp.metrics.values():
@@ -94,3 +95,22 @@ def write_report(run_dir: Path, *, cfg, exp, writer) -> dict:
         writer.add_text(EXPERIENCE_NAMES, experience_table(names), step)
         writer.flush()
     return result
+
+
+PNG_END = b"IEND\xaeB`\x82"  # the last chunk of every complete PNG
+
+
+def report_complete(run_dir: Path, info_name: str = "run.json") -> bool:
+    """Whether a finished run's report is whole: run.json (written last) parses and every
+    file it lists exists and is complete (JSON that parses, PNGs that end)."""
+    try:
+        listed = json.loads((run_dir / info_name).read_text())["report"]
+        for name in listed:
+            data = (run_dir / name).read_bytes()
+            if name.endswith(".json"):
+                json.loads(data)
+            elif name.endswith(".png") and not data.endswith(PNG_END):
+                return False
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+    return True

@@ -14,12 +14,13 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
+from ..atomic import atomic_write_text
 from ..experiment import build_experiment
 from .checkpoint import CHECKPOINT, load_checkpoint, save_checkpoint
 from .console import LOG, on_terminal
 from .errors import RunError
 from .identity import NOT_COMPUTED, check_fingerprint, fingerprint
-from .report import write_report
+from .report import report_complete, write_report
 from .run_lock import run_lock
 from .run_state import capture, restore
 from .tb_logger import ExperienceStepLogger
@@ -62,8 +63,14 @@ def existing_run(cfg: DictConfig) -> tuple[Path, dict | None]:
     saved_config = run_dir / "config.yaml"
     if not saved_config.is_file():
         raise RunError(f"resume=true: '{run_dir}' holds no config.yaml, so it is not a run")
+    saved = OmegaConf.load(saved_config)
+    if not isinstance(saved, DictConfig) or "seed" not in saved:
+        raise RunError(
+            f"resume=true: '{saved_config}' is empty or not a run config; the run cannot be "
+            f"checked, so start it again under another name=... (nothing was changed)"
+        )
     # Resuming under another config would splice two experiments into one result.
-    diff = _first_difference(_computed(OmegaConf.load(saved_config)), _computed(cfg))
+    diff = _first_difference(_computed(saved), _computed(cfg))
     if diff:
         raise RunError(
             f"resume=true: the config differs from the run's at {diff}; "
@@ -104,8 +111,11 @@ def _locked_run(cfg: DictConfig) -> Path:
         loggers.insert(0, tb)
     exp = build_experiment(cfg, loggers=loggers)
     total = 1 if cfg.train.strategy == "joint" else len(exp.spec.benchmark.train_stream)
-    if finished == total and (run_dir / "metrics.json").is_file():
-        return run_dir  # resume=true on a finished run: nothing left to do
+    if finished == total:
+        if report_complete(run_dir):
+            LOG.info(f"'{run_dir}' already finished: nothing to do")
+            return run_dir  # resume=true on a finished run
+        LOG.info(f"'{run_dir}' finished, but its report is incomplete: rebuilding it")
     fresh = not run_dir.exists()  # this call creates the directory
     try:
         return _train_and_report(cfg, exp, run_dir, checkpoint, tb, start)
@@ -124,7 +134,7 @@ def _train_and_report(cfg, exp, run_dir: Path, checkpoint, tb, start: float) -> 
     finished = int(checkpoint["finished"]) if checkpoint else 0
     if checkpoint is None:
         run_dir.mkdir(parents=True, exist_ok=True)
-        OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
+        atomic_write_text(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
     if tb is not None:
         tb.open()  # the events file's name holds the time: it orders the run's sessions
 
@@ -168,7 +178,9 @@ def _train_and_report(cfg, exp, run_dir: Path, checkpoint, tb, start: float) -> 
     info = {"wall_s": earlier_wall_s + time.time() - start, "resumed_from": None}
     if cfg.resume:
         info["resumed_from"] = finished
-    (run_dir / RUN_INFO).write_text(json.dumps(info) + "\n")
+    # Last, and naming what the report wrote: its presence says the report is whole.
+    info["report"] = sorted(["metrics.json", *(p.name for p in run_dir.glob("*.png"))])
+    atomic_write_text(run_dir / RUN_INFO, json.dumps(info) + "\n")
     if tb is not None:
         tb.close()
     return run_dir

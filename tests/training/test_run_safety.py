@@ -108,3 +108,35 @@ def test_run_names_are_plain_folder_names(tmp_path, capsys):
     assert main(["run", CONFIG, f"runs_dir={tmp_path / 'file'}", *QUIET]) == 2
     assert "cannot hold run directories" in one_error_line(capsys)
     assert list(tmp_path.iterdir()) == [tmp_path / "file"]
+
+
+@pytest.mark.parametrize("damage", ["truncate metrics.json", "delete a png", "delete run.json"])
+def test_a_finished_run_with_a_broken_report_rebuilds_it_on_resume(tmp_path, damage, capsys):
+    args = ["run", CONFIG, f"runs_dir={tmp_path}", "name=r", "log.tensorboard=false"]
+    assert main([*args, "log.progress=false"]) == 0
+    run_dir = tmp_path / "r"
+    whole = (run_dir / "metrics.json").read_text()
+    pngs = sorted(run_dir.glob("*.png"))
+    assert pngs
+    if damage == "truncate metrics.json":
+        (run_dir / "metrics.json").write_text(whole[: len(whole) // 2])
+    elif damage == "delete a png":
+        pngs[0].unlink()
+    else:
+        (run_dir / "run.json").unlink()
+    capsys.readouterr()
+    assert main([*args, "log.progress=false", "resume=true"]) == 0
+    out = capsys.readouterr().out
+    assert "report is incomplete: rebuilding it" in out and "run finished" in out
+    assert (run_dir / "metrics.json").read_text() == whole
+    assert sorted(run_dir.glob("*.png")) == pngs
+    # Whole again: a further resume has nothing to do.
+    assert main([*args, "log.progress=false", "resume=true"]) == 0
+    assert "already finished: nothing to do" in capsys.readouterr().out
+
+
+def test_an_empty_config_yaml_is_named_on_resume(two_runs, tmp_path, capsys):
+    shutil.copytree(two_runs / "a", tmp_path / "a")
+    (tmp_path / "a" / "config.yaml").write_text("")
+    assert main(["run", CONFIG, f"runs_dir={tmp_path}", "name=a", "resume=true", *QUIET]) == 2
+    assert "config.yaml' is empty or not a run config" in one_error_line(capsys)
