@@ -14,7 +14,10 @@ the oracle). Two ratios of inferred to oracle time:
 Each config is trained once with ``growth.routing=inferred`` (quiet, in a temporary
 directory; ``--set`` overrides apply to every one of them), then both
 evaluations alternate ``--repeats`` times and the fastest of each is kept, so a burst of
-other work on the machine does not land on one side only. Goal: ``run_ratio`` <= 1.10.
+other work on the machine does not land on one side only. Times are the process's CPU
+seconds (``time.process_time``), not wall time: on a shared machine the wall time of a
+40 ms evaluation swings by half when another process takes the core, its CPU time does
+not. Run it with ``OMP_NUM_THREADS=1``. Goal: ``run_ratio`` <= 1.10.
 Also printed: ``inferred_accuracy`` / ``oracle_accuracy`` (or perplexities), the price of a
 wrong guess, and the selector's bytes.
 """
@@ -65,11 +68,11 @@ def evaluate(model, test_stream, kind: str, batch_size: int, oracle: bool) -> tu
             if oracle:
                 for m in inferring:
                     stack.enter_context(m.routed_to(e))
-            t0 = time.perf_counter()
+            t0 = time.process_time()
             scores.append(
                 score_experience(model, experience, kind=kind, batch_size=batch_size, device="cpu")
             )
-            seconds += time.perf_counter() - t0
+            seconds += time.process_time() - t0
     if kind == "perplexity":  # the headline's geometric mean: exp of the mean loss
         return seconds, math.exp(sum(math.log(v) for v in scores) / len(scores))
     return seconds, sum(scores) / len(scores)
@@ -92,9 +95,9 @@ def run_evaluation(run_dir: Path, repeats: int) -> dict:
                     if side == "oracle":
                         for m in inferring:
                             stack.enter_context(m.routed_to(int(experience.current_experience)))
-                    t0 = time.perf_counter()
+                    t0 = time.process_time()
                     strategy.eval(experience)
-                    seconds += time.perf_counter() - t0
+                    seconds += time.process_time() - t0
             times[side].append(seconds)
     best = {side: min(t) for side, t in times.items()}
     return {
