@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import yaml
 from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationError
 
@@ -182,11 +183,19 @@ def _load_yaml_chain(path: Path, seen=()) -> list:
     if path.resolve() in seen:
         raise ConfigError(f"config file '{path}' names itself as a base, directly or not")
     try:
+        plain = yaml.safe_load(path.read_text())  # safe: a YAML tag never builds an object
         node = OmegaConf.load(path)
     except Exception as err:  # noqa: BLE001 - YAML errors come in many types
         raise ConfigError(
             f"config file '{path}' is not valid YAML: {err}".splitlines()[0]
         ) from None
+    if not plain:
+        raise ConfigError(f"config file '{path}' is empty; a config maps keys to values")
+    if not isinstance(plain, dict):
+        raise ConfigError(
+            f"config file '{path}' holds a {type(plain).__name__}, not a mapping of keys to "
+            "values; write e.g. 'train: {epochs: 2}'"
+        )
     chain = []
     if "base" in node:
         base = path.parent / str(node.pop("base"))
@@ -266,6 +275,11 @@ def _merge(layers: list, schema, key: str = "") -> DictConfig:
         )
     except OmegaConfBaseException as err:
         raise ConfigError(_explain(err, schema, key)) from None
+    except yaml.YAMLError as err:  # e.g. a YAML tag in an override: never constructed
+        problem = str(err).splitlines()[0]
+        raise ConfigError(
+            f"override '{key}': {problem}; a value is a plain YAML number, string or list"
+        ) from None
 
 
 def _seed_the_stream(cfg: DictConfig) -> None:

@@ -63,6 +63,11 @@ def nan_features(tmp: Path) -> list[str]:
     return [tensors_config(tmp, train, [pair(4), pair(4, (2, 3))])]
 
 
+def written(tmp: Path, name: str, text: str) -> str:
+    (tmp / name).write_text(text)
+    return str(tmp / name)
+
+
 def nan_first(tmp: Path) -> list[str]:
     """Every feature of experience 0 is NaN: the run fails before any checkpoint."""
     train = [(torch.full((8, 4), float("nan")), torch.tensor([0, 1]).repeat(4)), pair(8, (2, 3))]
@@ -196,6 +201,26 @@ CASES = [
         "a growth size that does not exist",
         lambda tmp: [DIGITS, "growth.sub_keys=0"],
         ("unknown config key 'growth.sub_keys'",),
+    ),
+    Case(
+        "a config that is a list",
+        lambda tmp: [written(tmp, "list.yaml", "- a\n- b\n")],
+        ("holds a list, not a mapping of keys to values",),
+    ),
+    Case(
+        "a config that is a string",
+        lambda tmp: [written(tmp, "str.yaml", "just a string\n")],
+        ("holds a str, not a mapping",),
+    ),
+    Case(
+        "an empty config",
+        lambda tmp: [written(tmp, "empty.yaml", "")],
+        ("is empty; a config maps keys to values",),
+    ),
+    Case(
+        "a YAML tag in an override",
+        lambda tmp: [DIGITS, "train.lr=!!python/name:os.system"],
+        ("override 'train.lr'", "a value is a plain YAML number, string or list"),
     ),
     Case(
         "nan loss before the first checkpoint",

@@ -31,9 +31,12 @@ import importlib.util
 import os
 import re
 import sysconfig
+import zlib
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from types import MappingProxyType
+
+from .errors import DataError
 
 # A document: (name, bytes). The name (a path, a pydoc topic) identifies it in audits.
 Document = tuple[str, bytes]
@@ -63,9 +66,14 @@ def suffix_files(roots: Iterable[Path], suffixes: tuple[str, ...]) -> Iterator[P
         yield from walk_files(root, lambda n: n.endswith(suffixes))
 
 
-def read_file(path: Path) -> bytes:
-    """A file's bytes; .gz files are decompressed."""
-    return gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
+def read_file(path: Path, limit: int) -> bytes:
+    """At most ``limit`` of a file's bytes, .gz files decompressed as they are read: a small
+    .gz that expands to gigabytes costs ``limit`` bytes of memory, not its full size."""
+    try:
+        with gzip.open(path) if path.suffix == ".gz" else open(path, "rb") as f:
+            return f.read(limit)
+    except (OSError, EOFError, zlib.error) as err:
+        raise DataError(f"text file '{path}' cannot be read ({err}); repair or remove it") from None
 
 
 def read_capped(documents: Iterator[Document], max_bytes: int) -> list[Document]:
@@ -84,7 +92,7 @@ def read_capped(documents: Iterator[Document], max_bytes: int) -> list[Document]
 
 def file_documents(paths: Iterable[Path], max_bytes: int) -> list[Document]:
     """One document per file, named by its path."""
-    return read_capped(((str(p), read_file(p)) for p in paths), max_bytes)
+    return read_capped(((str(p), read_file(p, max_bytes)) for p in paths), max_bytes)
 
 
 def _package_dir(name: str) -> Path:
@@ -108,7 +116,7 @@ def prose(max_bytes: int) -> list[Document]:
         for key in sorted(topics):
             yield f"pydoc_data.topics[{key!r}]", topics[key].encode("utf-8")
         for path in sorted((_package_dir("sklearn") / "datasets/descr").glob("*.rst")):
-            yield str(path), read_file(path)
+            yield str(path), read_file(path, max_bytes)
 
     return read_capped(documents(), max_bytes)
 
@@ -137,7 +145,7 @@ def yaml_tables(max_bytes: int) -> list[Document]:
         for path in suffix_files([_package_dir("torchgen") / "packaged"], (".yaml",)):
             # One entry (an operator) per document: a file is one long list, too coarse to
             # hold out whole (native_functions.yaml alone is 0.6 MB, 76% of the domain).
-            entries = YAML_ENTRY.split(read_file(path))
+            entries = YAML_ENTRY.split(read_file(path, max_bytes))
             for i, entry in enumerate(entries):
                 yield f"{path}#{i}", entry
 

@@ -11,6 +11,7 @@ whole.
 import io
 import pickle
 import random
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -38,14 +39,26 @@ def load_checkpoint(path: Path) -> dict:
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint '{path}' does not exist")
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"checkpoint '{path}' is empty (0 bytes); it was never written")
+    if not zipfile.is_zipfile(path):  # what torch.save writes
+        raise CheckpointError(
+            f"checkpoint '{path}' is not a checkpoint written by lifelong (not a torch archive); "
+            "it was not loaded"
+        )
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
         # weights_only's message explains at length how to allow globals; the short
         # version is that this file holds something other than tensors and containers.
-        first = str(err).split("\n")[0].strip()
+        # torch's message suggests weights_only=False, which would run the file's code: keep
+        # only the reason it names, never that advice.
+        reason = next(
+            (line.strip() for line in str(err).splitlines() if "Unsupported" in line),
+            "it holds something other than tensors and plain containers",
+        )
         raise CheckpointError(
-            f"checkpoint '{path}' carries a pickled object and was not loaded ({first}); "
+            f"checkpoint '{path}' carries a pickled object and was not loaded ({reason}); "
             "only files written by lifelong (tensors and plain containers) are accepted"
         ) from None
     except (RuntimeError, EOFError, OSError) as err:

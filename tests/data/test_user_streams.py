@@ -176,3 +176,32 @@ def test_domain_names_keep_their_dots(tmp_path):
         assert domain_name(tmp_path / file) == name
     (tmp_path / "corpus.v2").mkdir()
     assert domain_name(tmp_path / "corpus.v2") == "corpus.v2"  # a folder keeps its name
+
+
+def test_a_gzip_bomb_is_read_only_up_to_max_bytes(tmp_path):
+    """A .gz that expands to 64 MB is decompressed only as far as max_bytes."""
+    import gzip
+    import tracemalloc
+
+    from lifelong.data.text_sources import file_documents
+
+    path = tmp_path / "bomb.txt.gz"
+    with gzip.open(path, "wb") as f:
+        for _ in range(64):
+            f.write(b"a" * (1 << 20))
+    assert path.stat().st_size < 200_000
+    tracemalloc.start()
+    documents = file_documents([path], max_bytes=10_000)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert [len(d) for _, d in documents] == [10_000]
+    assert peak < 8 << 20  # far below the 64 MB the file expands to
+
+
+def test_a_corrupt_gzip_is_one_line(tmp_path):
+    from lifelong.data import DataError
+    from lifelong.data.text_sources import file_documents
+
+    (tmp_path / "bad.gz").write_bytes(b"\x1f\x8b\x08\x00garbage that is not deflate")
+    with pytest.raises(DataError, match=r"text file '.*bad.gz' cannot be read .*repair or remove"):
+        file_documents([tmp_path / "bad.gz"], max_bytes=1000)

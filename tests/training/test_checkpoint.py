@@ -79,3 +79,22 @@ def test_rng_state_round_trip_replays_every_generator(tmp_path):
     first = (random.random(), np.random.rand(), torch.rand(()).item())
     set_rng_state(load_checkpoint(tmp_path / "c.pt")["rng"])
     assert (random.random(), np.random.rand(), torch.rand(()).item()) == first
+
+
+def test_empty_and_random_files_are_refused_with_their_reason(tmp_path):
+    empty, noise = tmp_path / "empty.pt", tmp_path / "noise.pt"
+    empty.write_bytes(b"")
+    noise.write_bytes(np.random.default_rng(0).bytes(4096))
+    with pytest.raises(CheckpointError, match=r"is empty \(0 bytes\)"):
+        load_checkpoint(empty)
+    with pytest.raises(CheckpointError, match="not a torch archive") as err:
+        load_checkpoint(noise)
+    assert "weights_only" not in str(err.value)  # never the advice to load unsafely
+
+
+def test_a_pickled_global_names_what_it_is_and_never_suggests_unsafe_loading(tmp_path):
+    path = tmp_path / "c.pt"
+    torch.save({"format": 1, "call": print}, path)  # a pickled function
+    with pytest.raises(CheckpointError, match="carries a pickled object") as err:
+        load_checkpoint(path)
+    assert "print" in str(err.value) and "weights_only" not in str(err.value)
