@@ -34,6 +34,7 @@ class ByteBigramSelector(nn.Module):
         self.register_buffer(
             "bigram", torch.zeros(0, BYTE_VOCAB, BYTE_VOCAB, dtype=torch.float64)
         )  # (E, V, V): [e, previous byte, byte]
+        self._tables: tuple[Tensor, Tensor] | None = None  # (log p(b), log mix(a, b)), float32
 
     @torch.no_grad()
     def update(self, experience: int, x: Tensor, labels: Tensor | None = None) -> None:
@@ -49,6 +50,19 @@ class ByteBigramSelector(nn.Module):
         self.unigram[experience].index_add_(0, b.reshape(-1), ones)
         pairs = (b[:, :-1] * BYTE_VOCAB + b[:, 1:]).reshape(-1)
         self.bigram[experience].view(-1).index_add_(0, pairs, ones[: pairs.numel()])
+        self._tables = None
+
+    def log_tables(self) -> tuple[Tensor, Tensor]:
+        """(E, V) log p_e(b) and (E, V, V) log(λ·p_e(b | a) + (1 - λ)·p_e(b)), float32,
+        computed in float64 once per change of the counts: scoring is then one gather per
+        byte, which is what keeps inference within a few percent of evaluation."""
+        if self._tables is None:
+            unigram = (self.unigram + 0.5) / (self.unigram + 0.5).sum(-1, keepdim=True)  # (E, V)
+            seen = self.bigram.sum(-1, keepdim=True)  # (E, V, 1): how often each context occurs
+            bigram = torch.where(seen > 0, self.bigram / seen.clamp(min=1), unigram[:, None, :])
+            mix = self.weight * bigram + (1 - self.weight) * unigram[:, None, :]
+            self._tables = (unigram.log().float(), mix.log().float())
+        return self._tables
 
     @torch.no_grad()
     def scores(self, x: Tensor, *, tokens: Tensor | None = None, **context) -> Tensor:
@@ -60,17 +74,13 @@ class ByteBigramSelector(nn.Module):
                 "growth.selector=byte_bigram reads the input bytes: it needs a byte language "
                 "model (model.kind=transformer)"
             )
-        unigram = (self.unigram + 0.5) / (self.unigram + 0.5).sum(-1, keepdim=True)  # (E, V)
-        seen = self.bigram.sum(-1, keepdim=True)  # (E, V, 1): how often each context occurs
-        bigram = torch.where(seen > 0, self.bigram / seen.clamp(min=1), unigram[:, None, :])
-        t = tokens.long()
-        p = unigram[:, t]  # (E, B, T)
-        previous = torch.cat([t[:, :1], t[:, :-1]], 1)  # byte 0 has no context: unigram only
-        pair = bigram[:, previous, t]
-        pair[:, :, 0] = p[:, :, 0]
-        out = (self.weight * pair + (1 - self.weight) * p).log().permute(1, 2, 0)  # (B, T, E)
+        log_unigram, log_mix = self.log_tables()
+        t = tokens.long().to(log_mix.device)
+        out = log_mix[:, t[:, :-1], t[:, 1:]]  # (E, B, T-1): byte t >= 1 given byte t-1
+        first = log_unigram[:, t[:, :1]]  # (E, B, 1): byte 0 has no context, unigram only
+        out = torch.cat([first, out], -1).permute(1, 2, 0)  # (B, T, E)
         empty = self.unigram.sum(-1) == 0
-        return out.masked_fill(empty, float("-inf")).float()
+        return out.masked_fill(empty, float("-inf"))
 
     def nbytes(self) -> int:
         return sum(b.numel() * b.element_size() for b in self.buffers())
@@ -80,4 +90,5 @@ class ByteBigramSelector(nn.Module):
         for name in ("unigram", "bigram"):
             if prefix + name in state_dict:
                 setattr(self, name, state_dict[prefix + name].clone())
+        self._tables = None
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
