@@ -135,12 +135,9 @@ def _train_and_report(cfg, exp, run_dir: Path, checkpoint, tb, start: float) -> 
     if checkpoint is None:
         run_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_text(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
-    if tb is not None:
-        tb.open()  # the events file's name holds the time: it orders the run's sessions
-
     strategy = exp.strategy
     earlier_wall_s = 0.0
-    if checkpoint:
+    if checkpoint:  # first: a checkpoint that does not fit leaves no events file behind
         restore(
             checkpoint,
             path=run_dir / CHECKPOINT,
@@ -150,6 +147,8 @@ def _train_and_report(cfg, exp, run_dir: Path, checkpoint, tb, start: float) -> 
             test_stream=test_stream,
         )
         earlier_wall_s = float(checkpoint["wall_s"])
+    if tb is not None:
+        tb.open()  # the events file's name holds the time: it orders the run's sessions
 
     def save(done: int):
         wall_s = earlier_wall_s + time.time() - start

@@ -140,3 +140,22 @@ def test_an_empty_config_yaml_is_named_on_resume(two_runs, tmp_path, capsys):
     (tmp_path / "a" / "config.yaml").write_text("")
     assert main(["run", CONFIG, f"runs_dir={tmp_path}", "name=a", "resume=true", *QUIET]) == 2
     assert "config.yaml' is empty or not a run config" in one_error_line(capsys)
+
+
+def test_a_refused_resume_leaves_no_events_file(tmp_path, capsys):
+    from lifelong.training.checkpoint import load_checkpoint, save_checkpoint
+
+    base = ["run", CONFIG, f"runs_dir={tmp_path}", "name=a", "log.progress=false", "log.png=false"]
+    assert main(base) == 0
+    run_dir = tmp_path / "a"
+    state = load_checkpoint(run_dir / "checkpoint.pt")
+    del state["fingerprint"]  # written before fingerprints, by another architecture
+    state["model"]["ffn.layer.query.0.weight"] = state["model"]["ffn.layer.query.0.weight"][:, :3]
+    save_checkpoint(run_dir / "checkpoint.pt", state)
+    (run_dir / "metrics.json").unlink()
+    events = sorted(run_dir.glob("events.out.tfevents.*"))
+    capsys.readouterr()
+    for _ in range(2):
+        assert main([*base, "resume=true"]) == 2
+        assert "does not fit this model" in one_error_line(capsys)
+    assert sorted(run_dir.glob("events.out.tfevents.*")) == events
