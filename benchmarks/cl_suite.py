@@ -68,10 +68,10 @@ FEW = frozenset(
         "PEER + growth, inferred (Gaussian)",
     }
 )
-ONLY = {
-    "text_domains_long": FEW,
-    "text_files": FEW | {"PEER + growth, plasticity fix, inferred (byte bigram)"},
-}
+ONLY = dict.fromkeys(
+    ("text_domains_long", "text_files"),
+    FEW | {"PEER + growth, plasticity fix, inferred (byte bigram)"},
+)
 
 
 def stream_overrides(stream: str) -> list[str]:

@@ -223,6 +223,16 @@ CASES = [
         ("override 'train.lr'", "a value is a plain YAML number, string or list"),
     ),
     Case(
+        "a class id far beyond the samples",
+        lambda tmp: [tensors_config(tmp, [pair(8), pair(8, (2, 10**9))], [pair(4), pair(4)])],
+        ("class ids go up to 1000000000 but the stream has only 24 samples", "0, 1, 2"),
+    ),
+    Case(
+        "a model larger than the machine",
+        lambda tmp: [TEXT, "model.peer.num_experts=1000000000000"],
+        ("the model needs about", "GiB is available", "model.peer's size"),
+    ),
+    Case(
         "nan loss before the first checkpoint",
         nan_first,
         ("nan", "experience 0"),  # and the directory it had made is gone: a retry may start

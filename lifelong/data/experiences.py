@@ -68,7 +68,7 @@ def classes_timeline(benchmark):
 def class_range_name(prefix: str, classes) -> str:
     """ "digits 0-1" for a contiguous run of classes, else "classes 3, 7, 9"."""
     c = sorted({int(k) for k in classes})
-    if len(c) > 1 and c == list(range(c[0], c[-1] + 1)):
+    if len(c) > 1 and c[-1] - c[0] == len(c) - 1:  # contiguous (never a list of the range)
         return f"{prefix} {c[0]}-{c[-1]}"
     return f"{prefix} " + ", ".join(str(k) for k in c)
 

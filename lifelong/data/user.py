@@ -73,12 +73,21 @@ def _as_xy(pair, where: str) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def _spec(train, test, classes, input_shape, scenario, names) -> StreamSpec:
+    num_classes = max(max(c) for c in classes) + 1
+    samples = sum(len(d) for d in [*train, *test])
+    if num_classes > samples:
+        # The heads get one output per id up to the largest: an id of 10**9 would build a
+        # head of 10**9 classes. Ids that sparse cannot be meant as they are.
+        raise DataError(
+            f"class ids go up to {num_classes - 1} but the stream has only {samples} samples; "
+            "number the classes 0, 1, 2, ... (e.g. torch.unique(y, return_inverse=True)[1])"
+        )
     return StreamSpec(
         benchmark=make_benchmark(train, test, classification=True),
         task="classification",
         scenario=scenario,
         input_shape=tuple(input_shape),
-        num_classes=max(max(c) for c in classes) + 1,
+        num_classes=num_classes,
         experience_names=names,
     )
 

@@ -24,6 +24,7 @@ from ..plugins import (
     FreezeSharedPlugin,
     StageStatisticsPlugin,
 )
+from .memory import check_fits
 from .models import build_model
 from .strategy import build_regularization, build_strategy
 
@@ -80,6 +81,7 @@ def build_experiment(
     seed_everything(cfg.seed)
     spec = build_stream_from_config(cfg)
     device = resolve_device(cfg.device)
+    check_fits(cfg, spec, device)  # before allocating: a model too large is one line
     model = build_model(cfg, spec)
     criterion = LMCrossEntropy() if spec.task == "lm" else nn.CrossEntropyLoss()
     t = cfg.train
