@@ -104,6 +104,36 @@ class Case:
     args: Callable[[Path], list[str]]  # config and overrides, given a fresh tmp folder
     words: tuple[str, ...]  # each appears in the error line: the problem and the fix
     kept: Callable[[Path], None] = field(default=nothing_written)
+    command: str = "run"  # or "eval": args are then the run directory
+    own_paths: bool = False  # args set runs_dir and name themselves
+
+
+def evaluated_run(tmp: Path, checkpoint: bytes) -> list[str]:
+    """A run directory holding a real config.yaml and the given checkpoint bytes."""
+    from omegaconf import OmegaConf
+
+    from lifelong.config import load_config
+
+    run_dir(tmp).mkdir(parents=True)
+    OmegaConf.save(load_config(DIGITS), run_dir(tmp) / "config.yaml")
+    (run_dir(tmp) / "checkpoint.pt").write_bytes(checkpoint)
+    return [str(run_dir(tmp))]
+
+
+def nothing_evaluated(tmp: Path):
+    assert sorted(p.name for p in run_dir(tmp).iterdir()) == ["checkpoint.pt", "config.yaml"]
+
+
+def corrupt_gz(tmp: Path) -> list[str]:
+    (tmp / "notes").mkdir()
+    (tmp / "notes" / "a.txt").write_bytes(b"some text " * 500)
+    (tmp / "notes" / "b.txt.gz").write_bytes(b"\x1f\x8b\x08\x00not deflate at all")
+    return text_files(tmp / "notes")
+
+
+def outside(tmp: Path):
+    nothing_written(tmp)
+    assert sorted(p.name for p in tmp.iterdir()) in ([], ["runs"]), list(tmp.iterdir())
 
 
 CASES = [
@@ -228,6 +258,45 @@ CASES = [
         ("class ids go up to 1000000000 but the stream has only 24 samples", "0, 1, 2"),
     ),
     Case(
+        "runs_dir is a file",
+        lambda tmp: [DIGITS, f"runs_dir={written(tmp, 'a_file', 'x')}", f"name={RUN_NAME}"],
+        ("runs_dir", "a_file' cannot hold run directories", "pass runs_dir=<a writable folder>"),
+        own_paths=True,
+    ),
+    Case(
+        "a name that climbs out of runs_dir",
+        lambda tmp: [DIGITS, f"runs_dir={tmp / 'runs'}", "name=../escaped"],
+        ("name='../escaped' must be a plain folder name", "runs_dir=..."),
+        kept=outside,
+        own_paths=True,
+    ),
+    Case(
+        "an absolute name",
+        lambda tmp: [DIGITS, f"runs_dir={tmp / 'runs'}", f"name={tmp / 'abs'}"],
+        ("must be a plain folder name",),
+        kept=outside,
+        own_paths=True,
+    ),
+    Case(
+        "a zero-byte checkpoint",
+        lambda tmp: evaluated_run(tmp, b""),
+        ("checkpoint.pt' is empty (0 bytes)",),
+        kept=nothing_evaluated,
+        command="eval",
+    ),
+    Case(
+        "a checkpoint of random bytes",
+        lambda tmp: evaluated_run(tmp, bytes(range(256)) * 16),
+        ("is not a checkpoint written by lifelong (not a torch archive)",),
+        kept=nothing_evaluated,
+        command="eval",
+    ),
+    Case(
+        "a corrupt .gz in a text folder",
+        corrupt_gz,
+        ("text file", "b.txt.gz' cannot be read", "repair or remove it"),
+    ),
+    Case(
         "a model larger than the machine",
         lambda tmp: [TEXT, "model.peer.num_experts=1000000000000"],
         ("the model needs about", "GiB is available", "model.peer's size"),
@@ -262,7 +331,11 @@ def shown(recwarn) -> list[str]:
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
 def test_bad_input_is_one_line_exit_2_and_loses_nothing(case, tmp_path, capsys, recwarn):
     args = case.args(tmp_path)
-    code = main(["run", *args, f"runs_dir={tmp_path / 'runs'}", f"name={RUN_NAME}", *QUIET])
+    if case.command == "eval":
+        code = main(["eval", *args])
+    else:
+        paths = [] if case.own_paths else [f"runs_dir={tmp_path / 'runs'}", f"name={RUN_NAME}"]
+        code = main(["run", *args, *paths, *QUIET])
     stderr = capsys.readouterr().err
     lines = stderr.splitlines()
     assert code == 2, stderr
@@ -270,4 +343,5 @@ def test_bad_input_is_one_line_exit_2_and_loses_nothing(case, tmp_path, capsys, 
     assert not shown(recwarn), "warnings would add lines to stderr"
     for word in case.words:
         assert word in lines[0]
+    assert "weights_only" not in lines[0]  # never the advice to load a checkpoint unsafely
     case.kept(tmp_path)

@@ -159,3 +159,35 @@ def test_a_refused_resume_leaves_no_events_file(tmp_path, capsys):
         assert main([*base, "resume=true"]) == 2
         assert "does not fit this model" in one_error_line(capsys)
     assert sorted(run_dir.glob("events.out.tfevents.*")) == events
+
+
+def _contend(runs: str, barrier, results):
+    """Wait for the other process, then try to take the run's lock; hold it a moment."""
+    from lifelong.training.errors import RunError
+    from lifelong.training.run_lock import run_lock
+
+    barrier.wait()
+    try:
+        with run_lock(Path(runs), "same"):
+            results.put("ran")
+            time.sleep(0.3)
+    except RunError as err:
+        results.put(f"refused: {err}")
+
+
+def test_two_runs_started_together_exactly_one_proceeds_20_of_20(tmp_path):
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("fork")
+    for attempt in range(20):
+        barrier, results = ctx.Barrier(2), ctx.Queue()
+        procs = [
+            ctx.Process(target=_contend, args=(str(tmp_path / f"r{attempt}"), barrier, results))
+            for _ in range(2)
+        ]
+        for p in procs:
+            p.start()
+        for p in procs:
+            p.join(30)
+        outcomes = sorted(results.get(timeout=5) for _ in procs)
+        assert outcomes[0] == "ran" and outcomes[1].startswith("refused: run directory"), outcomes
