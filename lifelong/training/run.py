@@ -19,15 +19,13 @@ from ..experiment import build_experiment
 from .checkpoint import CHECKPOINT, load_checkpoint, save_checkpoint
 from .console import LOG, on_terminal
 from .errors import RunError
-from .identity import NOT_COMPUTED, check_fingerprint, fingerprint
+from .identity import check_fingerprint, computed_config, fingerprint
 from .report import report_complete, write_report
 from .run_lock import run_lock
 from .run_state import capture, restore
 from .tb_logger import ExperienceStepLogger
 
 RUN_INFO = "run.json"  # wall time and sessions: kept out of metrics.json, which is deterministic
-# How a run reports itself, and where its directory sits, may change; what it computes not.
-IGNORED_ON_RESUME = NOT_COMPUTED
 
 
 def _first_difference(saved, given, prefix="") -> str | None:
@@ -43,12 +41,6 @@ def _first_difference(saved, given, prefix="") -> str | None:
     return None
 
 
-def _computed(cfg) -> dict:
-    """The config as a plain dict, without the keys that may change on resume."""
-    plain = OmegaConf.to_container(cfg, resolve=True)
-    return {k: v for k, v in plain.items() if k not in IGNORED_ON_RESUME}
-
-
 def existing_run(cfg: DictConfig) -> tuple[Path, dict | None]:
     """The run directory and, when resuming, its checkpoint (None: start from scratch).
     Reads only: a run that must not start is refused before anything is written."""
@@ -62,6 +54,8 @@ def existing_run(cfg: DictConfig) -> tuple[Path, dict | None]:
         )
     saved_config = run_dir / "config.yaml"
     if not saved_config.is_file():
+        if all(p.name.startswith(".") for p in run_dir.iterdir()):
+            return run_dir, None  # killed while writing its config: only temporary files
         raise RunError(f"resume=true: '{run_dir}' holds no config.yaml, so it is not a run")
     saved = OmegaConf.load(saved_config)
     if not isinstance(saved, DictConfig) or "seed" not in saved:
@@ -70,7 +64,8 @@ def existing_run(cfg: DictConfig) -> tuple[Path, dict | None]:
             f"checked, so start it again under another name=... (nothing was changed)"
         )
     # Resuming under another config would splice two experiments into one result.
-    diff = _first_difference(_computed(saved), _computed(cfg))
+    # How a run reports itself, and where its directory sits, may change (NOT_COMPUTED).
+    diff = _first_difference(computed_config(saved), computed_config(cfg))
     if diff:
         raise RunError(
             f"resume=true: the config differs from the run's at {diff}; "
