@@ -102,8 +102,21 @@ def expert_mix(
     """
     assert x.dim() == 2 and idx.shape == weights.shape and idx.shape[0] == x.shape[0]
     assert len(down_chunks) == len(up_chunks) == len(spans)
-    y = _ExpertMix.apply(
-        x, idx, weights, down, up, tuple(spans), activation, sparse_grad, *down_chunks, *up_chunks
-    )
+    # Under autocast the tokens and gates may arrive in bf16 while the tables are fp32: the
+    # sparse expert arithmetic runs in the tables' dtype with autocast off.
+    x, weights = x.to(down.dtype), weights.to(down.dtype)
+    with torch.autocast(x.device.type, enabled=False):
+        y = _ExpertMix.apply(
+            x,
+            idx,
+            weights,
+            down,
+            up,
+            tuple(spans),
+            activation,
+            sparse_grad,
+            *down_chunks,
+            *up_chunks,
+        )
     assert y.shape == x.shape
     return y

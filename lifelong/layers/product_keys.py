@@ -106,8 +106,12 @@ def product_key_topk(
     """
     half = keys1.shape[1]
     assert q.shape[1] == 2 * half, (q.shape, keys1.shape)
-    s1, i1 = _SubKeyTopK.apply(q[:, :half], keys1, k, limit)  # (R, k)
-    s2, i2 = _SubKeyTopK.apply(q[:, half:], keys2, k, limit)  # (R, k)
+    # Under autocast the query arrives in bf16 while the keys stay fp32: the search runs in
+    # the keys' dtype with autocast off, so the ranking and its gradients are the keys'.
+    q = q.to(keys1.dtype)
+    with torch.autocast(q.device.type, enabled=False):
+        s1, i1 = _SubKeyTopK.apply(q[:, :half], keys1, k, limit)  # (R, k)
+        s2, i2 = _SubKeyTopK.apply(q[:, half:], keys2, k, limit)  # (R, k)
     # Any product key in the overall top-k has both halves in their per-side top-k.
     cand = (s1.unsqueeze(2) + s2.unsqueeze(1)).flatten(1)  # (R, k*k)
     scores, best = cand.topk(k, dim=-1)  # (R, k)

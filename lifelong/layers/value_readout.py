@@ -55,4 +55,7 @@ def value_readout(
     ``chunks`` (the Parameters that receive gradients), chunk c holding rows
     ``[bounds[c], bounds[c+1])``."""
     assert idx.shape == weights.shape and len(chunks) == len(bounds) - 1
-    return _ValueReadout.apply(idx, weights, values, bounds, sparse_grad, *chunks)
+    # Under autocast the gates may arrive in bf16 while the values are fp32 (expert_mix).
+    weights = weights.to(values.dtype)
+    with torch.autocast(idx.device.type, enabled=False):
+        return _ValueReadout.apply(idx, weights, values, bounds, sparse_grad, *chunks)
