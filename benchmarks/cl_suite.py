@@ -2,6 +2,10 @@
 
     python benchmarks/cl_suite.py --quick                 # every cell, fewer epochs
     python benchmarks/cl_suite.py --json cl_suite.json    # the full suite, 5 seeds
+    python benchmarks/cl_suite.py --shard 1/4 --json part1.json   # cells 1, 5, 9, ... (of 0-3)
+    python benchmarks/cl_suite.py --merge part0.json part1.json part2.json part3.json \
+        --streams split_digits_task_il --methods "PEER + growth, inferred (byte bigram)"
+        # (a stream and method with no cell: runs nothing, writes docs/results.md from parts)
 
 Each cell runs ``lifelong run`` in-process with the stream's config from ``configs/`` plus
 the method's overrides, for every seed, and reports mean ± std over seeds. The seed is the
@@ -478,6 +482,17 @@ def _verdict(title: str, rows: list[dict], lm: bool) -> str | None:
     )
 
 
+def shard(text: str) -> tuple[int, int]:
+    """'I/N' -> (I, N) with 0 <= I < N."""
+    try:
+        index, count = (int(part) for part in text.split("/"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not I/N, e.g. 0/4") from None
+    if not 0 <= index < count:
+        raise argparse.ArgumentTypeError(f"shard {text}: I must be in 0..N-1")
+    return index, count
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -488,6 +503,14 @@ def main(argv=None) -> int:
     p.add_argument("--methods", nargs="+", choices=list(BY_NAME), default=list(BY_NAME))
     p.add_argument("--json", metavar="PATH", help="write the list of cell records here")
     p.add_argument("--results", default=str(ROOT / "docs" / "results.md"), help="markdown table")
+    p.add_argument(
+        "--shard",
+        type=shard,
+        default=(0, 1),
+        metavar="I/N",
+        help="run only cells I, I+N, I+2N, ... (0 <= I < N) of the chosen streams and methods, "
+        "so N machines share the suite; --merge their --json files afterwards",
+    )
     p.add_argument(
         "--merge",
         nargs="+",
@@ -501,18 +524,22 @@ def main(argv=None) -> int:
 
     warnings.filterwarnings("ignore")
     records = []
+    index, count = args.shard
+    cells = [
+        (stream, method)
+        for stream in args.streams
+        for method in methods_for(stream)
+        if method.name in args.methods
+    ]
     with tempfile.TemporaryDirectory() as tmp:
-        for stream in args.streams:
-            for method in methods_for(stream):
-                if method.name not in args.methods:
-                    continue
-                runs = [
-                    run_cell(stream, method.name, seed, args.quick, Path(tmp))
-                    for seed in range(args.seeds)
-                ]
-                record = summarize(stream, method.name, runs)
-                records.append(record)
-                print(json.dumps(record), file=sys.stderr, flush=True)
+        for stream, method in cells[index::count]:
+            runs = [
+                run_cell(stream, method.name, seed, args.quick, Path(tmp))
+                for seed in range(args.seeds)
+            ]
+            record = summarize(stream, method.name, runs)
+            records.append(record)
+            print(json.dumps(record), file=sys.stderr, flush=True)
     if args.json:
         Path(args.json).write_text(json.dumps(records, indent=1) + "\n")
     records = merged(records, [json.loads(Path(p).read_text()) for p in args.merge])

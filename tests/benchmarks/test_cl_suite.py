@@ -135,3 +135,32 @@ def test_verdicts_say_where_peer_wins_and_loses():
     rows[-1] = record(stream, "PEER + growth + replay", 0.905)
     text = "\n".join(cl_suite.verdicts(rows))
     assert "PEER wins (within one std over seeds)" in text
+
+
+def test_shards_split_the_cells_between_machines():
+    import argparse
+
+    assert cl_suite.shard("1/4") == (1, 4)
+    for bad in ("4/4", "-1/2", "x", "1/0"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            cl_suite.shard(bad)
+
+
+def test_main_runs_only_its_shard_of_the_cells(monkeypatch, tmp_path):
+    ran = []
+    monkeypatch.setattr(
+        cl_suite, "run_cell", lambda stream, method, *a: ran.append((stream, method))
+    )
+    monkeypatch.setattr(cl_suite, "summarize", lambda stream, method, runs: {})
+    monkeypatch.setattr(cl_suite, "merged", lambda records, earlier: [])
+    monkeypatch.setattr(cl_suite, "markdown", lambda *a: "")
+    streams = ["split_digits_class_il", "text_files"]
+    cells = [(s, m.name) for s in streams for m in cl_suite.methods_for(s)]
+    seen = []
+    for i in range(3):
+        ran.clear()
+        args = ["--shard", f"{i}/3", "--seeds", "1", "--streams", *streams]
+        cl_suite.main([*args, "--results", str(tmp_path / "r.md")])
+        assert ran == cells[i::3]
+        seen += ran
+    assert sorted(seen) == sorted(cells)  # every cell exactly once over the three machines
