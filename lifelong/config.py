@@ -78,6 +78,8 @@ class TrainConfig:
     lwf_temperature: float = 2.0  # strategy=lwf
     replay_mem_size: int = 200  # strategy=replay: exemplars kept
     eval_initial: bool = True  # evaluate before training, for forward transfer (FWT)
+    # fp32 | bf16: forward passes under bf16 autocast (weights and optimizer stay fp32)
+    precision: str = "fp32"
     # Regulariser of the shared parameters (docs/regularizers.md): none | l2 | ewc | si |
     # distill; it composes with any strategy, growth and replay.
     regularizer: str = "none"

@@ -59,6 +59,7 @@ def choices() -> dict[str, tuple[str, ...]]:
     from .models import GROWTH_POLICIES, ROUTINGS
     from .models.growing import EXPERT_INITS
     from .models.selectors import SELECTORS
+    from .plugins import PRECISIONS
     from .regularizers import REGULARIZERS
 
     return {
@@ -71,6 +72,7 @@ def choices() -> dict[str, tuple[str, ...]]:
         "train.strategy": STRATEGIES,
         "train.regularizer": ("none", *REGULARIZERS),
         "log.level": ("debug", "info", "warning", "error"),
+        "train.precision": PRECISIONS,
     }
 
 

@@ -22,6 +22,7 @@ from ..plugins import (
     AuxLossPlugin,
     FiniteLossPlugin,
     FreezeSharedPlugin,
+    PrecisionPlugin,
     StageStatisticsPlugin,
 )
 from .memory import check_fits
@@ -95,6 +96,7 @@ def build_experiment(
         AuxLossPlugin(),
         *build_regularization(cfg),
         StageStatisticsPlugin(),  # inferred routing: the selectors learn each experience
+        *([PrecisionPlugin(device.type)] if t.precision == "bf16" else []),
         FiniteLossPlugin(),  # last: it checks the loss with every penalty added
     ]
     strategy = build_strategy(

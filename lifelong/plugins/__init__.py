@@ -4,6 +4,7 @@
   experience.
 - ``AuxLossPlugin``: add the layers' auxiliary losses (MoE load balancing) to the loss.
 - ``FiniteLossPlugin``: stop at the first NaN/Inf loss, before it reaches the weights.
+- ``PrecisionPlugin``: bf16 autocast for every forward pass (``train.precision=bf16``).
 - ``IndexedExperienceBuffer``: a replay memory that a checkpoint can hold.
 - ``StageStatisticsPlugin``: fill the stage selectors of inferred routing after each
   experience.
@@ -12,6 +13,7 @@
 from .aux_loss import AuxLossPlugin
 from .finite_loss import FiniteLossPlugin, NonFiniteLossError
 from .freeze import SHARED, FreezeSharedPlugin
+from .precision import PRECISIONS, PrecisionPlugin
 from .replay_memory import IndexedExperienceBuffer, group_sizes
 from .stage_statistics import StageStatisticsPlugin
 
@@ -22,6 +24,8 @@ __all__ = [
     "FreezeSharedPlugin",
     "IndexedExperienceBuffer",
     "NonFiniteLossError",
+    "PRECISIONS",
+    "PrecisionPlugin",
     "StageStatisticsPlugin",
     "group_sizes",
 ]
