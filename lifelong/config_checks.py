@@ -59,6 +59,7 @@ def choices() -> dict[str, tuple[str, ...]]:
     from .models import GROWTH_POLICIES, ROUTINGS
     from .models.growing import EXPERT_INITS
     from .models.selectors import SELECTORS
+    from .optim.lazy_adamw import MOMENTS
     from .plugins import PRECISIONS
     from .regularizers import REGULARIZERS
 
@@ -73,6 +74,7 @@ def choices() -> dict[str, tuple[str, ...]]:
         "train.regularizer": ("none", *REGULARIZERS),
         "log.level": ("debug", "info", "warning", "error"),
         "train.precision": PRECISIONS,
+        "train.moments": MOMENTS,
     }
 
 

@@ -86,7 +86,9 @@ def build_experiment(
     model = build_model(cfg, spec)
     criterion = LMCrossEntropy() if spec.task == "lm" else nn.CrossEntropyLoss()
     t = cfg.train
-    optimizer = LazyAdamW(model.parameters(), lr=t.lr, weight_decay=t.weight_decay)
+    optimizer = LazyAdamW(
+        model.parameters(), lr=t.lr, weight_decay=t.weight_decay, moments=t.moments
+    )
     run = run_metrics(spec.task, model) if metrics else {}
     extra = [loss_metrics(experience=True, stream=True)] if metrics else []
     evaluator = EvaluationPlugin(*run.values(), *extra, loggers=list(loggers))

@@ -8,6 +8,14 @@ decay and parameter of a row change only on steps that touch that row (the seman
 ``torch.optim.SparseAdam`` and TF's LazyAdam), with bias correction from the parameter's
 step count.
 
+The moments of sparse-gradient parameters (the expert tables, which dominate the memory)
+can be kept smaller, ``moments=``:
+- ``"fp32"`` (default): two float32 moments per weight, 2x the table's bytes;
+- ``"bf16"``: both moments stored in bfloat16 and updated in float32, 1x the table's bytes;
+- ``"rowwise"``: a float32 first moment per weight and one second moment per row, the mean
+  of the row's squared gradient (Adafactor's factored second moment, Shazeer & Stern
+  2018, reduced to rows as in row-wise AdaGrad for embedding tables), ~1x the table's bytes.
+
 It is one ``torch.optim.Optimizer``, so a framework that builds it from
 ``model.parameters()`` and later appends grown parameters to ``param_groups`` (Avalanche's
 ``update_optimizer``) works unchanged. Parameters with ``requires_grad=False`` (frozen
@@ -35,14 +43,31 @@ def _row_sparse(grad: Tensor) -> tuple[Tensor, Tensor]:
     return rows, grad._values()
 
 
+MOMENTS = ("fp32", "bf16", "rowwise")
+
+
 class LazyAdamW(torch.optim.AdamW):
     """``torch.optim.AdamW`` plus lazy row-wise updates for sparse gradients.
 
     Same arguments as ``torch.optim.AdamW`` except ``weight_decay`` defaults to 0 (the PKM
-    recommendation for memory values); ``amsgrad`` is not available for sparse gradients.
+    recommendation for memory values), plus ``moments`` (module doc) for the parameters
+    with sparse gradients; ``amsgrad`` is not available for sparse gradients.
     """
 
-    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, **kwargs):
+    def __init__(
+        self,
+        params,
+        lr=1e-3,
+        betas=(0.9, 0.999),
+        eps=1e-8,
+        weight_decay=0.0,
+        *,
+        moments: str = "fp32",
+        **kwargs,
+    ):
+        if moments not in MOMENTS:
+            raise ValueError(f"moments={moments!r} is not supported; choose one of {MOMENTS}")
+        self.moments = moments
         super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, **kwargs)
 
     @torch.no_grad()
@@ -80,8 +105,12 @@ class LazyAdamW(torch.optim.AdamW):
         state = self.state[p]
         if len(state) == 0:
             state["step"] = torch.tensor(0.0)
-            state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-            state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+            store = torch.bfloat16 if self.moments == "bf16" else p.dtype
+            state["exp_avg"] = torch.zeros_like(p, dtype=store)
+            if self.moments == "rowwise":  # one second moment per row: (rows, 1, ...)
+                state["exp_avg_sq"] = p.new_zeros(p.shape[0], *([1] * (p.dim() - 1)))
+            else:
+                state["exp_avg_sq"] = torch.zeros_like(p, dtype=store)
         state["step"] += 1
         step = float(state["step"])
         beta1, beta2 = group["betas"]
@@ -92,12 +121,17 @@ class LazyAdamW(torch.optim.AdamW):
         for start in range(0, rows.numel(), _ROW_BLOCK):
             r = rows[start : start + _ROW_BLOCK]
             g = values[start : start + _ROW_BLOCK]
-            m = exp_avg.index_select(0, r).lerp_(g, 1 - beta1)
-            v = exp_avg_sq.index_select(0, r).mul_(beta2).addcmul_(g, g, value=1 - beta2)
+            # Moments stored in bf16 are updated in the parameter's dtype.
+            m = exp_avg.index_select(0, r).to(p.dtype).lerp_(g, 1 - beta1)
+            v = exp_avg_sq.index_select(0, r).to(p.dtype).mul_(beta2)
+            if self.moments == "rowwise":  # the row's mean squared gradient
+                v.add_(g.pow(2).reshape(g.shape[0], -1).mean(1).view_as(v), alpha=1 - beta2)
+            else:
+                v.addcmul_(g, g, value=1 - beta2)
             w = p.index_select(0, r)
             if decay:
                 w.mul_(1 - lr * decay)  # decoupled weight decay (Loshchilov & Hutter 2019)
             w.addcdiv_(m, v.sqrt().div_(bias_sqrt).add_(eps), value=-step_size)
-            exp_avg.index_copy_(0, r, m)
-            exp_avg_sq.index_copy_(0, r, v)
+            exp_avg.index_copy_(0, r, m.to(exp_avg.dtype))
+            exp_avg_sq.index_copy_(0, r, v.to(exp_avg_sq.dtype))
             p.index_copy_(0, r, w)
