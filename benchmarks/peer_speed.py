@@ -10,7 +10,9 @@ optimizer step) and the process's peak resident memory, for
 
 - ``fast``: ``lifelong.layers.PEER`` trained with ``lifelong.optim.LazyAdamW``;
 - ``reference``: ``ReferencePEER`` (dense ``nn.Embedding`` tables) with ``torch.optim.Adam``;
-- ``fast`` grown 16 times up to N (``grown: true``), whose old experts are frozen.
+- ``fast`` grown 16 times up to N (``grown: true``), whose old experts are frozen;
+- with ``--moments fp32 bf16 rowwise``, ``fast`` once per ``LazyAdamW`` moments option (the
+  expert tables' optimizer state in float32, bfloat16, or one second moment per row).
 
 Every configuration runs in a fresh subprocess so that peak RSS belongs to it alone. Each
 record also carries ``baseline_rss_bytes``, the process's peak after one training step of
@@ -44,7 +46,7 @@ def _median_seconds(fn, steps: int) -> float:
     return statistics.median(times)
 
 
-def _build(impl: str, n: int, grown: bool, args):
+def _build(impl: str, n: int, grown: bool, args, moments: str = "fp32"):
     import torch
 
     from lifelong.layers import PEER, ReferencePEER
@@ -64,10 +66,10 @@ def _build(impl: str, n: int, grown: bool, args):
         assert layer.num_sub_keys == n
     else:
         layer = PEER(args.dim, num_experts=n * n, sparse_grad=True, **sizes)
-    return layer, LazyAdamW(layer.parameters(), lr=1e-3)
+    return layer, LazyAdamW(layer.parameters(), lr=1e-3, moments=moments)
 
 
-def run_one(impl: str, n: int, grown: bool, args) -> list[dict]:
+def run_one(impl: str, n: int, grown: bool, args, moments: str = "fp32") -> list[dict]:
     """Measure one configuration in this process; returns forward and train records."""
     import torch
 
@@ -76,15 +78,17 @@ def run_one(impl: str, n: int, grown: bool, args) -> list[dict]:
     # Baseline: the same code path at the smallest size loads every library and workspace
     # it needs (torch's optimizer machinery alone is ~150 MiB), so the difference to the
     # peak is the memory that grows with N.
-    tiny, tiny_opt = _build(impl, args.topk, False, args)
+    tiny, tiny_opt = _build(impl, args.topk, False, args, moments)
     tiny(x).pow(2).mean().backward()
     tiny_opt.step()
     del tiny, tiny_opt
     baseline = _peak_rss_bytes()
 
-    layer, opt = _build(impl, n, grown, args)
+    layer, opt = _build(impl, n, grown, args, moments)
     records = []
-    base = dict(impl=impl, num_experts=n * n, grown=grown, baseline_rss_bytes=baseline)
+    base = dict(
+        impl=impl, num_experts=n * n, grown=grown, moments=moments, baseline_rss_bytes=baseline
+    )
 
     with torch.no_grad():
         layer(x)  # warm-up
@@ -136,23 +140,30 @@ def main(argv=None):
     )
     p.add_argument("--growths", type=int, default=16, help="growths of the grown layer")
     p.add_argument("--impl", choices=["fast", "reference", "both"], default="both")
+    p.add_argument(
+        "--moments",
+        nargs="+",
+        choices=["fp32", "bf16", "rowwise"],
+        default=["fp32"],
+        help="LazyAdamW moments of the fast layer, one run per option",
+    )
     p.add_argument("--json", metavar="PATH", help="write the list of records here")
     p.add_argument("--one", help=argparse.SUPPRESS)  # internal: impl,n,grown in this process
     args = p.parse_args(argv)
 
     if args.one:
-        impl, n, grown = args.one.split(",")
-        print(json.dumps(run_one(impl, int(n), grown == "1", args)))
+        impl, n, grown, moments = args.one.split(",")
+        print(json.dumps(run_one(impl, int(n), grown == "1", args, moments)))
         return 0
 
     configs = []
     for n in args.sizes:
         if args.impl in ("fast", "both"):
-            configs.append(("fast", n, False))
+            configs += [("fast", n, False, moments) for moments in args.moments]
         if args.impl in ("reference", "both"):
-            configs.append(("reference", n, False))
+            configs.append(("reference", n, False, "fp32"))
     if args.impl in ("fast", "both"):
-        configs.append(("fast", max(args.sizes), True))
+        configs.append(("fast", max(args.sizes), True, args.moments[0]))
 
     passthrough = [
         f"--dim={args.dim}",
@@ -164,11 +175,11 @@ def main(argv=None):
         f"--growths={args.growths}",
     ]
     records = []
-    for impl, n, grown in configs:
+    for impl, n, grown, moments in configs:
         cmd = [
             sys.executable,
             os.path.abspath(__file__),
-            f"--one={impl},{n},{int(grown)}",
+            f"--one={impl},{n},{int(grown)},{moments}",
             *passthrough,
         ]
         env = dict(os.environ)
@@ -182,7 +193,7 @@ def main(argv=None):
         for r in recs:
             net = (r["peak_rss_bytes"] - r["baseline_rss_bytes"]) / expert_bytes(n, args.dim)
             print(
-                f"{impl:9s} N={n}^2 grown={int(grown)} {r['mode']:7s} "
+                f"{impl:9s} N={n}^2 grown={int(grown)} {moments:7s} {r['mode']:7s} "
                 f"{r['tokens_per_s']:8.0f} tok/s  peak RSS {r['peak_rss_bytes'] / 2**30:6.2f} GiB "
                 f"(above baseline: {net:.2f}x expert bytes)",
                 file=sys.stderr,
