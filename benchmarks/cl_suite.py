@@ -3,6 +3,7 @@
     python benchmarks/cl_suite.py --quick                 # every cell, fewer epochs
     python benchmarks/cl_suite.py --json cl_suite.json    # the full suite, 5 seeds
     python benchmarks/cl_suite.py --shard 1/4 --json part1.json   # cells 1, 5, 9, ... (of 0-3)
+    OMP_NUM_THREADS=1 python benchmarks/cl_suite.py --jobs 2      # two runs at once
     python benchmarks/cl_suite.py --merge part0.json part1.json part2.json part3.json \
         --streams split_digits_task_il --methods "PEER + growth, inferred (byte bigram)"
         # (a stream and method with no cell: runs nothing, writes docs/results.md from parts)
@@ -482,6 +483,23 @@ def _verdict(title: str, rows: list[dict], lm: bool) -> str | None:
     )
 
 
+def _run_task(task: tuple) -> dict:
+    return run_cell(*task)
+
+
+def run_tasks(tasks: list[tuple], jobs: int) -> list[dict]:
+    """``run_cell(*task)`` for every (stream, method, seed, quick, runs_dir) task, in order;
+    ``jobs`` > 1 runs that many at once in forked worker processes (give each one thread:
+    OMP_NUM_THREADS=1)."""
+    if jobs <= 1:
+        return [_run_task(task) for task in tasks]
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("fork")) as pool:
+        return list(pool.map(_run_task, tasks))
+
+
 def shard(text: str) -> tuple[int, int]:
     """'I/N' -> (I, N) with 0 <= I < N."""
     try:
@@ -511,6 +529,7 @@ def main(argv=None) -> int:
         help="run only cells I, I+N, I+2N, ... (0 <= I < N) of the chosen streams and methods, "
         "so N machines share the suite; --merge their --json files afterwards",
     )
+    p.add_argument("--jobs", type=int, default=1, help="cells (seeds) run at once on this machine")
     p.add_argument(
         "--merge",
         nargs="+",
@@ -531,13 +550,16 @@ def main(argv=None) -> int:
         for method in methods_for(stream)
         if method.name in args.methods
     ]
+    mine = cells[index::count]
     with tempfile.TemporaryDirectory() as tmp:
-        for stream, method in cells[index::count]:
-            runs = [
-                run_cell(stream, method.name, seed, args.quick, Path(tmp))
-                for seed in range(args.seeds)
-            ]
-            record = summarize(stream, method.name, runs)
+        tasks = [
+            (stream, method.name, seed, args.quick, Path(tmp))
+            for stream, method in mine
+            for seed in range(args.seeds)
+        ]
+        runs = iter(run_tasks(tasks, args.jobs))
+        for stream, method in mine:
+            record = summarize(stream, method.name, [next(runs) for _ in range(args.seeds)])
             records.append(record)
             print(json.dumps(record), file=sys.stderr, flush=True)
     if args.json:

@@ -164,3 +164,17 @@ def test_main_runs_only_its_shard_of_the_cells(monkeypatch, tmp_path):
         assert ran == cells[i::3]
         seen += ran
     assert sorted(seen) == sorted(cells)  # every cell exactly once over the three machines
+
+
+def test_jobs_run_cells_in_parallel_workers_in_order(monkeypatch):
+    import os
+    import sys
+
+    monkeypatch.setitem(sys.modules, "cl_suite", cl_suite)  # workers unpickle by module name
+    monkeypatch.setattr(cl_suite, "run_cell", lambda *task: {"task": task[:3], "pid": os.getpid()})
+    tasks = [("s", "m", seed, True, "/tmp") for seed in range(6)]
+    serial = cl_suite.run_tasks(tasks, jobs=1)
+    parallel = cl_suite.run_tasks(tasks, jobs=2)
+    assert [r["task"] for r in parallel] == [r["task"] for r in serial]  # same order
+    assert {r["pid"] for r in serial} == {os.getpid()}
+    assert os.getpid() not in {r["pid"] for r in parallel}  # run in worker processes
