@@ -200,8 +200,24 @@ METHODS = [
             "train.epochs=4",
         ),
         frozenset({"lm"}),
-        why="configs/text_domains_no_labels.yaml: shared parameters under L2 (λ 1), "
-        "upcycled experts, 4 epochs (chosen on validation files), stage inferred",
+        why="shared parameters under L2 (λ 1), upcycled experts, 4 epochs (chosen on "
+        "validation files), stage inferred",
+    ),
+    Method(
+        "PEER + growth in both blocks, plasticity fix, inferred (byte bigram)",
+        (
+            *INFERRED,
+            "growth.selector=byte_bigram",
+            *UNFROZEN,
+            *L2,
+            "growth.init=upcycle",
+            "train.epochs=4",
+            "model.expert_blocks=[0,1]",
+            "model.peer.heads=4",
+        ),
+        frozenset({"lm"}),
+        why="configs/text_domains_no_labels.yaml: the plasticity fix with a growing PEER "
+        "layer of 4 heads in each block (fewer active parameters than one of 8)",
     ),
     Method(
         "PEER + growth, shared L2, inferred (Gaussian)",

@@ -113,6 +113,9 @@ def test_active_params_after_the_last_growth_are_equal_across_methods(stream, tm
         if method.startswith("PEER + growth in every block"):
             assert count > peer
             continue
+        if method.startswith("PEER + growth in both blocks"):  # 4 heads each: fewer, by design
+            assert count < peer
+            continue
         # Rounding a width to whole units: within one unit of 2·dim weights per expert slot.
         assert abs(count - peer) / peer < 0.01, (method, count, peer)
 
