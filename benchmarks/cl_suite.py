@@ -106,6 +106,15 @@ L2 = ("train.regularizer=l2", "train.regularizer_lambda=1")
 # No task label at test: each experience's stage (and, for classifiers, head) is inferred
 # from the expert layer's input (docs/task_inference.md).
 INFERRED = ("growth.routing=inferred", "model.head=multi")
+# The plasticity fix chosen on validation files (docs/task_inference.md, "Plasticity").
+PLASTICITY = (
+    *INFERRED,
+    "growth.selector=byte_bigram",
+    *UNFROZEN,
+    *L2,
+    "growth.init=upcycle",
+    "train.epochs=4",
+)
 
 METHODS = [
     Method("dense naive", DENSE),
@@ -191,30 +200,14 @@ METHODS = [
     ),
     Method(
         "PEER + growth, plasticity fix, inferred (byte bigram)",
-        (
-            *INFERRED,
-            "growth.selector=byte_bigram",
-            *UNFROZEN,
-            *L2,
-            "growth.init=upcycle",
-            "train.epochs=4",
-        ),
+        PLASTICITY,
         frozenset({"lm"}),
         why="shared parameters under L2 (λ 1), upcycled experts, 4 epochs (chosen on "
         "validation files), stage inferred",
     ),
     Method(
         "PEER + growth in both blocks, plasticity fix, inferred (byte bigram)",
-        (
-            *INFERRED,
-            "growth.selector=byte_bigram",
-            *UNFROZEN,
-            *L2,
-            "growth.init=upcycle",
-            "train.epochs=4",
-            "model.expert_blocks=[0,1]",
-            "model.peer.heads=4",
-        ),
+        (*PLASTICITY, "model.expert_blocks=[0,1]", "model.peer.heads=4"),
         frozenset({"lm"}),
         why="configs/text_domains_no_labels.yaml: the plasticity fix with a growing PEER "
         "layer of 4 heads in each block (fewer active parameters than one of 8)",
