@@ -54,20 +54,23 @@ def trained(config: str, overrides: list[str], runs_dir: Path):
     return cfg, built.model, built.spec.task, built.spec.benchmark.test_stream, run_dir
 
 
+def routed(model, experience, oracle: bool):
+    """Route every inferring layer by ``experience`` (the oracle), or leave inference on."""
+    from lifelong.models import routed_as_trained
+
+    if not oracle:
+        return contextlib.nullcontext()
+    return routed_as_trained(model, int(experience.current_experience))
+
+
 def evaluate(model, test_stream, kind: str, batch_size: int, oracle: bool) -> tuple[float, float]:
     """(seconds, score) over the test stream, the score averaged as the run's headline;
     ``oracle``: route by the experience."""
-    from lifelong.models import GrowingExperts
     from lifelong.training.evaluate import score_experience
 
-    inferring = [m for m in model.modules() if isinstance(m, GrowingExperts)]
     scores, seconds = [], 0.0
     for experience in test_stream:
-        e = int(experience.current_experience)
-        with contextlib.ExitStack() as stack:
-            if oracle:
-                for m in inferring:
-                    stack.enter_context(m.routed_to(e))
+        with routed(model, experience, oracle):
             t0 = time.process_time()
             scores.append(
                 score_experience(model, experience, kind=kind, batch_size=batch_size, device="cpu")
@@ -81,20 +84,16 @@ def evaluate(model, test_stream, kind: str, batch_size: int, oracle: bool) -> tu
 def run_evaluation(run_dir: Path, repeats: int) -> dict:
     """Fastest seconds of ``strategy.eval`` over the test stream, one experience per call,
     with the run's metrics: inferred, and routed to each experience."""
-    from lifelong.metrics.task_inference import inferring_layers
     from lifelong.training.evaluate import load_run
 
     _, built = load_run(run_dir, metrics=True)
-    strategy, inferring = built.strategy, list(inferring_layers(built.model).values())
+    strategy = built.strategy
     times = {"inferred": [], "oracle": []}
     for _ in range(repeats):
         for side in times:
             seconds = 0.0
             for experience in built.spec.benchmark.test_stream:
-                with contextlib.ExitStack() as stack:
-                    if side == "oracle":
-                        for m in inferring:
-                            stack.enter_context(m.routed_to(int(experience.current_experience)))
+                with routed(built.model, experience, side == "oracle"):
                     t0 = time.process_time()
                     strategy.eval(experience)
                     seconds += time.process_time() - t0
