@@ -31,13 +31,15 @@ from .activations import get_activation
 from .expert_mix import expert_mix
 from .product_keys import id_to_pair, product_key_topk
 from .staged import StagedLayer
-from .upcycle import growth_usage, noisy_copy, upcycle_sources
+from .upcycle import growth_usage, upcycle_sources
 
 SCORE_FUNCTIONS: dict[str, Callable[[Tensor], Tensor]] = {
     "softmax": lambda s: torch.softmax(s, dim=-1),
     "sigmoid": torch.sigmoid,
 }
 EXPERT_INITS = ("random", "upcycle")
+# Rows per normal_ call when a stage's experts are drawn (gaussian_rows).
+_DRAW_ROWS = 1 << 16
 
 
 def cat_frozen_runs(chunks: list[Tensor]) -> Tensor:
@@ -57,6 +59,22 @@ def cat_frozen_runs(chunks: list[Tensor]) -> Tensor:
     if frozen:
         parts.append(torch.cat(frozen) if len(frozen) > 1 else frozen[0])
     return torch.cat(parts) if len(parts) > 1 else parts[0]
+
+
+def gaussian_rows(
+    count: int, dim: int, std: float, *, keep: tuple[int, int] = (0, 1), device=None, dtype=None
+) -> Tensor:
+    """Rows ``start::step`` (``keep``) of a (count, dim) N(0, std²) draw, drawn in blocks of
+    ``_DRAW_ROWS`` rows. Every rank of a sharded layer makes the same draw and keeps its own
+    rows, so its shard equals those rows of the unsharded layer's table while it never holds
+    more than one block of the rest."""
+    start, step = keep
+    parts = []
+    for lo in range(0, count, _DRAW_ROWS):
+        block = torch.empty(min(_DRAW_ROWS, count - lo), dim, device=device, dtype=dtype)
+        block.normal_(0.0, std)
+        parts.append(block[(start - lo) % step :: step])
+    return torch.cat(parts) if parts else torch.empty(0, dim, device=device, dtype=dtype)
 
 
 def sub_keys_for(num_experts: int) -> int:
@@ -250,23 +268,43 @@ class PEER(StagedLayer):
 
         # Expert tables: reallocate once, keep old rows, point old Parameters at the new table.
         fresh = new_rows - old_rows
+        start, step = self._owned_rows(old_rows)
         for plist_name in self.TABLES:
             name, plist = f"_{plist_name}", getattr(self, plist_name)
-            old = getattr(self, name)
-            table = torch.empty(new_rows, self.dim, device=device, dtype=dtype)
-            table[:old_rows] = old
-            new = table[old_rows:]
+            old = getattr(self, name)  # (rows held, d): all of them, or a shard's
             if init == "upcycle" and old_rows:
-                new.copy_(
-                    noisy_copy(old, upcycle_sources(source_mass, fresh, device=device), noise)
+                src = upcycle_sources(source_mass, fresh, device=device)[start::step]
+                std = noise * self._table_std(old)
+                new = self._rows_of(old, src) + gaussian_rows(
+                    fresh, self.dim, std, keep=(start, step), device=device, dtype=dtype
                 )
             else:
                 # Values N(0, d^-1/2) as in PKM; the same scale for u keeps u·x at unit variance.
-                new.normal_(0.0, self.dim**-0.5)
+                new = gaussian_rows(
+                    fresh, self.dim, self.dim**-0.5, keep=(start, step), device=device, dtype=dtype
+                )
+            table = torch.empty(old.shape[0] + new.shape[0], self.dim, device=device, dtype=dtype)
+            table[: old.shape[0]] = old
+            table[old.shape[0] :] = new
             setattr(self, name, table)
-            plist.append(nn.Parameter(new))
+            plist.append(nn.Parameter(table[old.shape[0] :]))
             self._repoint(plist, table)
         self._open_stage(fresh)
+
+    # Where a table's rows live. This layer holds every row; ``ShardedPEER`` holds the rows
+    # r = rank (mod world) and overrides these three.
+    def _owned_rows(self, first: int) -> tuple[int, int]:
+        """(start, step): of the rows ``first + j`` a growth adds, this layer holds j =
+        start, start + step, ..."""
+        return 0, 1
+
+    def _rows_of(self, table: Tensor, ids: Tensor) -> Tensor:
+        """(len(ids), d): the rows ``ids`` (global expert ids) of ``table``."""
+        return table.index_select(0, ids)
+
+    def _table_std(self, table: Tensor) -> float:
+        """The standard deviation of every weight of ``table`` (upcycling's noise scale)."""
+        return float(table.std())
 
     def _row_bounds(self) -> tuple[int, ...]:
         return (0, *self._bounds)
