@@ -76,6 +76,10 @@ class ShardedPEER(PEER):
             state (``gaussian_rows``), and growth keeps that true.
         group: the process group the experts are sharded over (default: the world).
 
+    The router mass (``router_mass``, which ranks the experts ``grow(init="upcycle")``
+    copies) counts this rank's tokens only: data-parallel training sums it over the ranks
+    before growth (``lifelong.parallel.DataParallelPlugin``), as it does for ``PEER``.
+
     Attributes:
         exchanged_bytes: bytes this rank has sent to other ranks for expert rows (ids,
             rows, and gradients) since it was built; the benchmarks read it.
@@ -111,31 +115,6 @@ class ShardedPEER(PEER):
         """Rows of each expert table this rank holds (of the first ``rows``; default all)."""
         rows = self.num_experts if rows is None else rows
         return rows_held(rows, rank=self.rank, world=self.world)
-
-    # ---------------------------------------------------------------------------- growth
-    def grow(self, size: int, **options) -> int:
-        # Upcycling ranks experts by router mass; each rank has counted only its own tokens.
-        self.sync_router_mass()
-        return super().grow(size, **options)
-
-    def _open_stage(self, added: int):
-        super()._open_stage(added)
-        # The mass all ranks agreed on at the last sync_router_mass (a buffer, so a resumed
-        # run knows which part of its router mass is already everybody's).
-        synced = getattr(self, "_synced_mass", None)
-        grown = torch.zeros_like(self.router_mass)
-        if synced is not None:
-            grown[: synced.shape[0]] = synced
-        self.register_buffer("_synced_mass", grown)
-
-    @torch.no_grad()
-    def sync_router_mass(self):
-        """Add up the router mass every rank accumulated since the last call, so all ranks
-        hold the mass of all tokens (and upcycle the same experts)."""
-        delta = self.router_mass - self._synced_mass
-        dist.all_reduce(delta, group=self.group)
-        self.router_mass.copy_(self._synced_mass + delta)
-        self._synced_mass.copy_(self.router_mass)
 
     # --------------------------------------------------------------------------- forward
     def _mix(self, x: Tensor, idx: Tensor, gates: Tensor) -> Tensor:
