@@ -38,7 +38,7 @@ SCORE_FUNCTIONS: dict[str, Callable[[Tensor], Tensor]] = {
     "sigmoid": torch.sigmoid,
 }
 EXPERT_INITS = ("random", "upcycle")
-# Rows per normal_ call when a stage's experts are drawn (gaussian_rows).
+# Rows per normal_ call when a stage's experts are drawn (fill_gaussian_rows).
 _DRAW_ROWS = 1 << 16
 
 
@@ -61,20 +61,28 @@ def cat_frozen_runs(chunks: list[Tensor]) -> Tensor:
     return torch.cat(parts) if len(parts) > 1 else parts[0]
 
 
-def gaussian_rows(
-    count: int, dim: int, std: float, *, keep: tuple[int, int] = (0, 1), device=None, dtype=None
+def fill_gaussian_rows(
+    out: Tensor, count: int, std: float, *, keep: tuple[int, int] = (0, 1)
 ) -> Tensor:
-    """Rows ``start::step`` (``keep``) of a (count, dim) N(0, std²) draw, drawn in blocks of
-    ``_DRAW_ROWS`` rows. Every rank of a sharded layer makes the same draw and keeps its own
-    rows, so its shard equals those rows of the unsharded layer's table while it never holds
-    more than one block of the rest."""
+    """Fill ``out`` with rows ``start::step`` (``keep``) of a (count, dim) N(0, std²) draw
+    made in blocks of ``_DRAW_ROWS`` rows. Every rank of a sharded layer makes the same draw
+    and keeps its own rows, so its shard equals those rows of the unsharded layer's table
+    while it never holds more than one block of the rest; the unsharded layer draws
+    straight into its table."""
     start, step = keep
-    parts = []
+    assert out.shape[0] == len(range(start, count, step)), (out.shape, count, keep)
+    done = 0
     for lo in range(0, count, _DRAW_ROWS):
-        block = torch.empty(min(_DRAW_ROWS, count - lo), dim, device=device, dtype=dtype)
-        block.normal_(0.0, std)
-        parts.append(block[(start - lo) % step :: step])
-    return torch.cat(parts) if parts else torch.empty(0, dim, device=device, dtype=dtype)
+        rows = min(_DRAW_ROWS, count - lo)
+        if step == 1:
+            out[done : done + rows].normal_(0.0, std)
+            done += rows
+            continue
+        block = out.new_empty(rows, out.shape[1]).normal_(0.0, std)
+        mine = block[(start - lo) % step :: step]
+        out[done : done + mine.shape[0]] = mine
+        done += mine.shape[0]
+    return out
 
 
 def sub_keys_for(num_experts: int) -> int:
@@ -272,22 +280,19 @@ class PEER(StagedLayer):
         for plist_name in self.TABLES:
             name, plist = f"_{plist_name}", getattr(self, plist_name)
             old = getattr(self, name)  # (rows held, d): all of them, or a shard's
+            held = len(range(start, fresh, step))
+            table = torch.empty(old.shape[0] + held, self.dim, device=device, dtype=dtype)
+            table[: old.shape[0]] = old
+            new = table[old.shape[0] :]
             if init == "upcycle" and old_rows:
                 src = upcycle_sources(source_mass, fresh, device=device)[start::step]
-                std = noise * self._table_std(old)
-                new = self._rows_of(old, src) + gaussian_rows(
-                    fresh, self.dim, std, keep=(start, step), device=device, dtype=dtype
-                )
+                fill_gaussian_rows(new, fresh, noise * self._table_std(old), keep=(start, step))
+                new += self._rows_of(old, src)  # a noisy copy of the most-used experts
             else:
                 # Values N(0, d^-1/2) as in PKM; the same scale for u keeps u·x at unit variance.
-                new = gaussian_rows(
-                    fresh, self.dim, self.dim**-0.5, keep=(start, step), device=device, dtype=dtype
-                )
-            table = torch.empty(old.shape[0] + new.shape[0], self.dim, device=device, dtype=dtype)
-            table[: old.shape[0]] = old
-            table[old.shape[0] :] = new
+                fill_gaussian_rows(new, fresh, self.dim**-0.5, keep=(start, step))
             setattr(self, name, table)
-            plist.append(nn.Parameter(table[old.shape[0] :]))
+            plist.append(nn.Parameter(new))
             self._repoint(plist, table)
         self._open_stage(fresh)
 

@@ -73,7 +73,7 @@ class ShardedPEER(PEER):
     Args:
         dim, **peer_options: as ``PEER``. Built with the same random state on every rank,
             rank r's shard equals rows r, r + W, ... of the unsharded layer built with that
-            state (``gaussian_rows``), and growth keeps that true.
+            state (``fill_gaussian_rows``), and growth keeps that true.
         group: the process group the experts are sharded over (default: the world).
 
     The router mass (``router_mass``, which ranks the experts ``grow(init="upcycle")``

@@ -12,7 +12,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from lifelong.layers.peer import PEER, gaussian_rows
+from lifelong.layers.peer import PEER, fill_gaussian_rows
 from lifelong.layers.row_exchange import rows_held
 from lifelong.layers.sharded_peer import ShardedPEER
 from lifelong.optim import LazyAdamW
@@ -122,13 +122,17 @@ def test_rows_held_partitions_every_row():
             assert counts == [len(range(r, rows, world)) for r in range(world)]
 
 
-def test_gaussian_rows_keep_selects_rows_of_the_same_draw(monkeypatch):
-    monkeypatch.setattr("lifelong.layers.peer._DRAW_ROWS", 4)  # several blocks
+def test_drawn_rows_are_the_kept_rows_of_one_blockwise_draw(monkeypatch):
+    monkeypatch.setattr("lifelong.layers.peer._DRAW_ROWS", 4)  # 11 rows: blocks of 4, 4, 3
     torch.manual_seed(3)
-    whole = gaussian_rows(11, 3, 0.5)
+    blocks = [torch.empty(rows, 3).normal_(0.0, 0.5) for rows in (4, 4, 3)]
+    torch.manual_seed(3)
+    whole = fill_gaussian_rows(torch.empty(11, 3), 11, 0.5)
+    assert torch.equal(whole, torch.cat(blocks))
     for start in range(3):
         torch.manual_seed(3)
-        assert torch.equal(gaussian_rows(11, 3, 0.5, keep=(start, 3)), whole[start::3])
+        rows = torch.empty(len(range(start, 11, 3)), 3)
+        assert torch.equal(fill_gaussian_rows(rows, 11, 0.5, keep=(start, 3)), whole[start::3])
 
 
 def test_sharded_peer_needs_a_process_group():
