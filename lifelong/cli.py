@@ -6,9 +6,12 @@
     lifelong run configs/permuted_digits.yaml --print-config       # the resolved config
     lifelong run configs/permuted_digits.yaml name=p resume=true   # continue a killed run
     lifelong eval runs/p                                           # re-score its checkpoint
+    torchrun --nproc_per_node=2 -m lifelong run configs/permuted_digits.yaml  # 2 ranks
 
 Bad input (an unknown key, a wrong type, a missing file or data path) prints one line on
 stderr and exits with status 2. Set LIFELONG_DEBUG=1 to see the traceback instead.
+Under torchrun every rank runs this command line; rank 0 prints the messages and results,
+other ranks only errors of their own.
 """
 
 import argparse
@@ -126,12 +129,16 @@ def _run(args) -> int:
         print(OmegaConf.to_yaml(cfg, resolve=True), end="")
         return 0
     from .training.console import configure, run_results
+    from .training.distributed import launched_rank
     from .training.errors import RunError
     from .training.report import report_complete
     from .training.run import run
 
-    configure(cfg.log.level)
+    rank = launched_rank()
+    configure(cfg.log.level if rank == 0 else "error")  # one rank tells the story
     run_dir = run(cfg)
+    if rank != 0:
+        return 0
     if not report_complete(run_dir):  # every promised file exists and parses
         raise RunError(f"'{run_dir}' finished training but its report is incomplete")
     print(run_results(json.loads((run_dir / "metrics.json").read_text())))
@@ -171,9 +178,24 @@ def main(argv=None) -> int:
         if os.environ.get("LIFELONG_DEBUG"):
             raise
         message = str(err).splitlines()[0] if str(err) else type(err).__name__
-        print(f"lifelong: error: {message}", file=sys.stderr)
+        # Under torchrun every rank runs this line: an error all meet alike is rank 0's to
+        # report, any other is reported by the rank that met it.
+        rank, ranks = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
+        if ranks == 1 or (rank == 0 and _same_on_every_rank(err)):
+            print(f"lifelong: error: {message}", file=sys.stderr)
+        elif not _same_on_every_rank(err):
+            print(f"lifelong: error: rank {rank}: {message}", file=sys.stderr)
         return 2
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+def _same_on_every_rank(err: Exception) -> bool:
+    """Whether every rank of a torchrun launch meets ``err`` alike (a bad config, stream,
+    batch or loss, all decided from the same input), so rank 0 alone reports it. A run
+    directory rank 0 refuses stops the others silently (``decided_by_writer``)."""
+    from .config import ConfigError
+    from .data.errors import DataError
+    from .parallel.plugin import DataParallelError
+    from .plugins import NonFiniteLossError
+
+    same = (ConfigError, DataError, DataParallelError, NonFiniteLossError, FileNotFoundError)
+    return isinstance(err, same)

@@ -99,6 +99,17 @@ class LogConfig:
 
 
 @dataclass
+class DistConfig:
+    # Data-parallel runs: `torchrun --nproc_per_node=N -m lifelong run ...` (docs/running.md).
+    # One process (no torchrun, or N=1) reads none of these keys.
+    backend: str = "auto"  # auto (nccl on CUDA, gloo on the CPU) | gloo | nccl
+    # Seconds a rank waits for the others in one collective before the run stops (a rank
+    # that died is noticed at once; this bounds a rank that hangs).
+    timeout_s: float = 300.0
+    shard_experts: bool = False  # expert tables split over the ranks: not available yet
+
+
+@dataclass
 class RunConfig:
     # Python modules imported before the config is read, e.g. one that registers a layer
     # (docs/extending.md); a run's config.yaml keeps them, so eval and resume import them too.
@@ -116,6 +127,7 @@ class RunConfig:
     growth: GrowthConfig = field(default_factory=GrowthConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     log: LogConfig = field(default_factory=LogConfig)
+    dist: DistConfig = field(default_factory=DistConfig)
 
 
 def _closest(key: str, node) -> str:

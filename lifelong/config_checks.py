@@ -50,6 +50,7 @@ NUMBERS = {
     "train.regularizer_lambda": _finite(non_negative_number),
     "growth.selector_shrinkage": fraction,
     "growth.selector_features": non_negative_int,
+    "dist.timeout_s": _finite(positive_number),
 }
 
 
@@ -75,6 +76,7 @@ def choices() -> dict[str, tuple[str, ...]]:
         "log.level": ("debug", "info", "warning", "error"),
         "train.precision": PRECISIONS,
         "train.moments": MOMENTS,
+        "dist.backend": ("auto", "gloo", "nccl"),
     }
 
 
@@ -90,6 +92,8 @@ def check_config(cfg: DictConfig, *, error: type[ValueError]) -> None:
             f"name={name!r} must be a plain folder name (no '/', not '.' or '..'): the run "
             "directory is runs_dir/name; pass the folder with runs_dir=..."
         )
+    if cfg.dist.shard_experts:
+        raise error("dist.shard_experts=true is not available yet")
     device = str(cfg.device)
     if device not in ("auto", "cpu", "cuda") and not device.startswith("cuda:"):
         raise error(f"device={device!r} is not supported; choose auto, cpu, cuda or cuda:N")

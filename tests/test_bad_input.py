@@ -223,6 +223,21 @@ CASES = [
         ("growth.routing='infered' is not supported", "'inferred'"),
     ),
     Case(
+        "an unknown distributed backend",
+        lambda tmp: [DIGITS, "dist.backend=mpi"],
+        ("dist.backend='mpi' is not supported", "'gloo'", "'nccl'"),
+    ),
+    Case(
+        "a zero collective timeout",
+        lambda tmp: [DIGITS, "dist.timeout_s=0"],
+        ("dist.timeout_s=0.0 must be a positive number (> 0)",),
+    ),
+    Case(
+        "sharded experts",
+        lambda tmp: [DIGITS, "dist.shard_experts=true"],
+        ("dist.shard_experts=true is not available yet",),
+    ),
+    Case(
         "a layer option outside its group",
         lambda tmp: [DIGITS, "model.topk=0"],
         ("unknown config key 'model.topk'", "did you mean model.peer.topk?"),

@@ -22,6 +22,7 @@ LEVELS = {
     "metrics": 1,
     "regularizers": 1,
     "plugins": 1,
+    "parallel": 1,
     "config": 2,
     "config_checks": 2,
     "experiment": 2,

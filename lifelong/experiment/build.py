@@ -18,6 +18,7 @@ from ..data import StreamSpec, build_stream
 from ..metrics import run_metrics
 from ..models import LMCrossEntropy
 from ..optim import LazyAdamW
+from ..parallel import DataParallelPlugin, global_batchnorm
 from ..plugins import (
     AuxLossPlugin,
     FiniteLossPlugin,
@@ -66,7 +67,12 @@ def build_stream_from_config(cfg) -> StreamSpec:
 
 
 def build_experiment(
-    cfg, *, loggers: Sequence = (), metrics: bool = True, first_plugins: Sequence = ()
+    cfg,
+    *,
+    loggers: Sequence = (),
+    metrics: bool = True,
+    first_plugins: Sequence = (),
+    data_parallel: bool = False,
 ) -> Experiment:
     """Seed, then build the stream, model, optimizer, criterion, metrics, plugins and
     strategy of ``cfg``.
@@ -75,6 +81,8 @@ def build_experiment(
         loggers: Avalanche loggers for the evaluator (TensorBoard, progress bars).
         metrics: False evaluates with no metric (a benchmark that only times training).
         first_plugins: plugins that run before the run's own, e.g. a timer.
+        data_parallel: train as one rank of an initialised process group
+            (``lifelong.parallel``): BatchNorm over the whole batch, ``DataParallelPlugin``.
     """
     from avalanche.evaluation.metrics import loss_metrics
     from avalanche.training.plugins import EvaluationPlugin
@@ -84,6 +92,8 @@ def build_experiment(
     device = resolve_device(cfg.device)
     check_fits(cfg, spec, device)  # before allocating: a model too large is one line
     model = build_model(cfg, spec)
+    if data_parallel:
+        global_batchnorm(model, device.type)  # before the optimizer: the same tensors anyway
     criterion = LMCrossEntropy() if spec.task == "lm" else nn.CrossEntropyLoss()
     t = cfg.train
     optimizer = LazyAdamW(
@@ -99,6 +109,9 @@ def build_experiment(
         *build_regularization(cfg),
         StageStatisticsPlugin(),  # inferred routing: the selectors learn each experience
         *([PrecisionPlugin(device.type)] if t.precision == "bf16" else []),
+        # After every plugin that adds to the loss: it weighs the whole loss by this rank's
+        # share of the batch, before FiniteLossPlugin checks it.
+        *([DataParallelPlugin()] if data_parallel else []),
         FiniteLossPlugin(),  # last: it checks the loss with every penalty added
     ]
     strategy = build_strategy(

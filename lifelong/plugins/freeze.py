@@ -9,13 +9,14 @@ SHARED = "shared"
 BACKBONE = "backbone"  # the shared parameters but the output head (a model's ``head``)
 
 
-class FreezeSharedPlugin(SupervisedPlugin):
+class FreezeSharedPlugin(SupervisedPlugin, supports_distributed=True):
     """Before every training experience after the first, freeze the parameters named by
     ``prefixes`` (e.g. "stem", "blocks.0"), or with the word "shared" every parameter that
     growth does not own (``lifelong.layers.managed_parameters``), or with "backbone" those
     but the output head (the parameters under ``head``: a frozen feature extractor whose
     classifier keeps learning). Growth protects the old experts; this protects the shared
-    parameters that would otherwise drift toward the newest task."""
+    parameters that would otherwise drift toward the newest task. Data parallel, every
+    rank freezes the same parameters by name."""
 
     def __init__(self, prefixes: list[str]):
         super().__init__()

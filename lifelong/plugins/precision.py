@@ -13,8 +13,9 @@ from avalanche.core import SupervisedPlugin
 PRECISIONS = ("fp32", "bf16")
 
 
-class PrecisionPlugin(SupervisedPlugin):
-    """Enter ``torch.autocast(device_type, bfloat16)`` around every forward pass."""
+class PrecisionPlugin(SupervisedPlugin, supports_distributed=True):
+    """Enter ``torch.autocast(device_type, bfloat16)`` around every forward pass (on each
+    rank alike in a data-parallel run)."""
 
     def __init__(self, device_type: str):
         super().__init__()

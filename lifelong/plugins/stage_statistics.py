@@ -17,9 +17,11 @@ from torch.utils.data import DataLoader
 from ..models import GrowingExperts, routed_as_trained
 
 
-class StageStatisticsPlugin(SupervisedPlugin):
+class StageStatisticsPlugin(SupervisedPlugin, supports_distributed=True):
     """After each training experience, feed every ``GrowingExperts`` with a selector the
-    inputs its layer sees on that experience's training data."""
+    inputs its layer sees on that experience's training data. Data parallel, every rank
+    passes over the whole experience (a plain DataLoader, in evaluation mode), so every
+    rank's selectors hold the same statistics."""
 
     def after_training_exp(self, strategy, *args, **kwargs):
         model = strategy.model

@@ -20,14 +20,16 @@ def experience_data(strategy) -> ExperienceData:
     )
 
 
-class RegularizationPlugin(SupervisedPlugin):
+class RegularizationPlugin(SupervisedPlugin, supports_distributed=True):
     """Adds ``Σ_r λ_r · penalty_r`` to ``strategy.loss`` before every backward, and lets
     each regulariser see the optimizer step and the end of every training experience.
 
     It only reads the strategy (model, minibatch, output, experience), so it composes with
     growth (``GrowingExperts`` adds parameters between experiences; regularisers ignore
     them) and with replay (the penalty covers replayed samples too; ``after_experience``
-    sees the experience's own data).
+    sees the experience's own data). Data parallel, the penalty is weighted with the rest
+    of each rank's loss, ``before_update`` sees the gradients summed over the ranks, and
+    ``after_experience`` passes over the whole experience on every rank.
 
     Args:
         regularizers: the regularisers, e.g. ``[EWCRegularizer()]``.

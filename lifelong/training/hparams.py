@@ -1,7 +1,7 @@
 """A run's hyper-parameters for TensorBoard's hparams tab, with their real types.
 
 Only what decides the result is listed: not where or how a run reports itself (``name``,
-``runs_dir``, ``resume``, ``log.*``), nor ``imports`` or ``device``, and of the layer
+``runs_dir``, ``resume``, ``log.*``), nor ``imports``, ``device`` or ``dist.*``, and of the layer
 option groups ``model.<layer>`` only the layer in use. ``stream.n_experiences`` is always
 there, the stream's real length, even where the stream kind's default decided it. A value
 left None (a default derived at run time) is left out: it has no value to compare.
@@ -19,7 +19,7 @@ from ..layers import LAYERS
 
 # Top-level config keys that change how a run reports itself or where it runs, not what
 # it computes.
-NOT_HPARAMS = ("name", "runs_dir", "resume", "log", "imports", "device")
+NOT_HPARAMS = ("name", "runs_dir", "resume", "log", "imports", "device", "dist")
 N_EXPERIENCES = "stream.n_experiences"
 
 _TYPES = {

@@ -3,8 +3,9 @@ the model's parameter shapes, so a checkpoint copied from another run is refused
 line instead of being resumed, scored, or failing with a size-mismatch traceback.
 
 The fingerprint leaves out what may change without changing what a run computes:
-``resume``, ``log`` and ``runs_dir`` (a run directory moved elsewhere resumes in its new
-place).
+``resume``, ``log``, ``runs_dir`` (a run directory moved elsewhere resumes in its new
+place) and ``dist`` (a data-parallel run computes what one process computes, so a run
+may resume under another number of ranks).
 """
 
 import hashlib
@@ -15,7 +16,7 @@ from torch import nn
 
 from .checkpoint import CheckpointError
 
-NOT_COMPUTED = ("resume", "log", "runs_dir")
+NOT_COMPUTED = ("resume", "log", "runs_dir", "dist")
 
 
 def computed_config(cfg) -> dict:

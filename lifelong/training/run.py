@@ -5,8 +5,13 @@ perplexity) matrix ``R[trained_through][evaluated_on]`` is complete (docs/design
 and the run's state is saved to ``checkpoint.pt`` (``run_state.capture``): a run killed at
 any moment continues with ``resume=true`` from its last finished experience and ends with
 the metrics.json an uninterrupted run would have written.
+
+Under torchrun every rank runs this loop (``distributed``): rank 0 alone holds the lock,
+decides whether and from where the run starts, and writes the run directory; every rank
+trains its slice of each batch and evaluates the whole test stream.
 """
 
+import contextlib
 import json
 import shutil
 import time
@@ -18,6 +23,14 @@ from ..atomic import atomic_write_text
 from ..experiment import build_experiment
 from .checkpoint import CHECKPOINT, load_checkpoint, save_checkpoint
 from .console import LOG, on_terminal
+from .distributed import (
+    check_data_parallel,
+    decided_by_writer,
+    is_writer,
+    launched_ranks,
+    process_group,
+    record_state_digest,
+)
 from .errors import RunError
 from .identity import check_fingerprint, computed_config, fingerprint
 from .report import report_complete, write_report
@@ -82,20 +95,27 @@ def existing_run(cfg: DictConfig) -> tuple[Path, dict | None]:
 def run(cfg: DictConfig) -> Path:
     """Run the experiment described by ``cfg``; returns the run directory. With
     ``cfg.resume`` an interrupted run continues from its last finished experience."""
-    with run_lock(Path(cfg.runs_dir), str(cfg.name)):
-        return _locked_run(cfg)
+    with process_group(cfg), contextlib.ExitStack() as held:
+
+        def claim():  # rank 0 only: the lock, then what the run directory holds
+            held.enter_context(run_lock(Path(cfg.runs_dir), str(cfg.name)))
+            return existing_run(cfg)
+
+        run_dir, checkpoint = decided_by_writer(claim)
+        return _locked_run(cfg, run_dir, checkpoint)
 
 
-def _locked_run(cfg: DictConfig) -> Path:
+def _locked_run(cfg: DictConfig, run_dir: Path, checkpoint: dict | None) -> Path:
     from avalanche.logging import InteractiveLogger
 
     start = time.time()
-    run_dir, checkpoint = existing_run(cfg)
+    writer = is_writer()
     finished = int(checkpoint["finished"]) if checkpoint else 0
-    # Progress bars redraw their line with carriage returns: only on a terminal.
-    loggers = [InteractiveLogger()] if cfg.log.progress and on_terminal() else []
+    # Progress bars redraw their line with carriage returns: only on a terminal. Avalanche
+    # allows loggers on rank 0 only.
+    loggers = [InteractiveLogger()] if cfg.log.progress and on_terminal() and writer else []
     tb = None
-    if cfg.log.tensorboard:
+    if cfg.log.tensorboard and writer:
         # Every point at x = finished experiences; a resumed run hides what its killed
         # predecessor logged after the checkpoint (x > finished).
         tb = ExperienceStepLogger(
@@ -104,14 +124,19 @@ def _locked_run(cfg: DictConfig) -> Path:
             purge_step=(finished + 1 if checkpoint else 0) if cfg.resume else None,
         )
         loggers.insert(0, tb)
-    exp = build_experiment(cfg, loggers=loggers)
+    ranks = launched_ranks()
+    exp = build_experiment(cfg, loggers=loggers, data_parallel=ranks > 1)
+    if ranks > 1:
+        check_data_parallel(cfg, exp, ranks)  # the same verdict on every rank, before writing
     total = 1 if cfg.train.strategy == "joint" else len(exp.spec.benchmark.train_stream)
     if finished == total:
+        if not writer:
+            return run_dir  # nothing to train; rank 0 checks (or rebuilds) the report
         if report_complete(run_dir):
             LOG.info(f"'{run_dir}' already finished: nothing to do")
             return run_dir  # resume=true on a finished run
         LOG.info(f"'{run_dir}' finished, but its report is incomplete: rebuilding it")
-    fresh = not run_dir.exists()  # this call creates the directory
+    fresh = writer and not run_dir.exists()  # this call creates the directory
     try:
         return _train_and_report(cfg, exp, run_dir, checkpoint, tb, start)
     except BaseException:
@@ -127,7 +152,8 @@ def _train_and_report(cfg, exp, run_dir: Path, checkpoint, tb, start: float) -> 
     joint = cfg.train.strategy == "joint"
     train_stream, test_stream = exp.spec.benchmark.train_stream, exp.spec.benchmark.test_stream
     finished = int(checkpoint["finished"]) if checkpoint else 0
-    if checkpoint is None:
+    writer = is_writer()
+    if checkpoint is None and writer:
         run_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_text(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
     strategy = exp.strategy
@@ -146,6 +172,9 @@ def _train_and_report(cfg, exp, run_dir: Path, checkpoint, tb, start: float) -> 
         tb.open()  # the events file's name holds the time: it orders the run's sessions
 
     def save(done: int):
+        record_state_digest(strategy, done)  # only with LIFELONG_STATE_DIGESTS set
+        if not writer:
+            return
         wall_s = earlier_wall_s + time.time() - start
         state = capture(finished=done, strategy=strategy, metrics=exp.metrics, wall_s=wall_s)
         save_checkpoint(run_dir / CHECKPOINT, {**state, "fingerprint": fingerprint(cfg)})
@@ -168,6 +197,8 @@ def _train_and_report(cfg, exp, run_dir: Path, checkpoint, tb, start: float) -> 
             strategy.eval(test_stream)
             save(int(experience.current_experience) + 1)
 
+    if not writer:
+        return run_dir  # rank 0 writes the report
     write_report(run_dir, cfg=cfg, exp=exp, writer=tb.writer if tb else None)
     info = {"wall_s": earlier_wall_s + time.time() - start, "resumed_from": None}
     if cfg.resume:
