@@ -199,3 +199,7 @@ def _same_on_every_rank(err: Exception) -> bool:
 
     same = (ConfigError, DataError, DataParallelError, NonFiniteLossError, FileNotFoundError)
     return isinstance(err, same)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
