@@ -36,8 +36,9 @@ def row_slice(rows: int, rank: int, world: int) -> tuple[int, int]:
 class DataParallelPlugin(SupervisedPlugin, supports_distributed=True):
     """Data parallelism for any Avalanche strategy over an initialised process group.
 
-    Register it after the plugins that add to the loss and before ``FiniteLossPlugin``,
-    which then checks the whole batch's loss, the same on every rank.
+    Register it after the plugins that add to the loss and before ``FiniteLossPlugin``: it
+    weighs the whole loss by this rank's share, then checks the whole batch's loss itself,
+    so a NaN in one rank's slice stops every rank at the same iteration.
     """
 
     def __init__(self):
