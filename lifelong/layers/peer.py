@@ -71,6 +71,8 @@ def fill_gaussian_rows(
     straight into its table."""
     start, step = keep
     assert out.shape[0] == len(range(start, count, step)), (out.shape, count, keep)
+    if out.is_meta:  # sizing a model before building it (experiment.memory): no values
+        return out
     done = 0
     for lo in range(0, count, _DRAW_ROWS):
         rows = min(_DRAW_ROWS, count - lo)
