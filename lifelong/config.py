@@ -106,7 +106,9 @@ class DistConfig:
     # Seconds a rank waits for the others in one collective before the run stops (a rank
     # that died is noticed at once; this bounds a rank that hangs).
     timeout_s: float = 300.0
-    shard_experts: bool = False  # expert tables split over the ranks: not available yet
+    # PEER's expert rows spread over the ranks, each holding 1/N of them and their optimizer
+    # state (lifelong.layers.ShardedPEER, docs/scaling.md); one process holds them all.
+    shard_experts: bool = False
 
 
 @dataclass

@@ -92,8 +92,11 @@ def check_config(cfg: DictConfig, *, error: type[ValueError]) -> None:
             f"name={name!r} must be a plain folder name (no '/', not '.' or '..'): the run "
             "directory is runs_dir/name; pass the folder with runs_dir=..."
         )
-    if cfg.dist.shard_experts:
-        raise error("dist.shard_experts=true is not available yet")
+    if cfg.dist.shard_experts and cfg.model.ffn != "peer":
+        raise error(
+            f"dist.shard_experts=true spreads PEER's expert tables over the ranks; "
+            f"model.ffn={cfg.model.ffn} has none: use model.ffn=peer or dist.shard_experts=false"
+        )
     device = str(cfg.device)
     if device not in ("auto", "cpu", "cuda") and not device.startswith("cuda:"):
         raise error(f"device={device!r} is not supported; choose auto, cpu, cuda or cuda:N")

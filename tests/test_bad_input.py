@@ -233,9 +233,9 @@ CASES = [
         ("dist.timeout_s=0.0 must be a positive number (> 0)",),
     ),
     Case(
-        "sharded experts",
-        lambda tmp: [DIGITS, "dist.shard_experts=true"],
-        ("dist.shard_experts=true is not available yet",),
+        "sharded experts of a layer without expert tables",
+        lambda tmp: [DIGITS, "dist.shard_experts=true", "model.ffn=dense"],
+        ("dist.shard_experts=true spreads PEER's expert tables", "use model.ffn=peer"),
     ),
     Case(
         "a layer option outside its group",

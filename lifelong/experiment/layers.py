@@ -3,9 +3,11 @@ group ``model.<name>`` holds its keyword arguments (docs/extending.md)."""
 
 import re
 
+import torch.distributed as dist
+
 from ..checks import positive_int
 from ..config import ConfigError, keys_named
-from ..layers import LAYERS, GrowingLayer
+from ..layers import LAYERS, GrowingLayer, ShardedPEER
 from ..models import GrowingExperts
 from ..models.selectors import build_selector
 from .sizing import fitted_options
@@ -21,7 +23,7 @@ def build_layer(cfg) -> tuple[GrowingLayer, int | None]:
     try:
         if grow_size is not None:
             positive_int("grow_size", grow_size)
-        layer = LAYERS[name].build(cfg.model.dim, **options)
+        layer = _builder(cfg)(cfg.model.dim, **options)
     except ValueError as err:
         message = keys_named(str(err), f"model.{name}.", [*options, "grow_size"])
         raise ConfigError(keys_named(message, "model.", ["dim"])) from None
@@ -31,6 +33,14 @@ def build_layer(cfg) -> tuple[GrowingLayer, int | None]:
             f"which is not a GrowingLayer (docs/extending.md)"
         )
     return layer, grow_size
+
+
+def _builder(cfg):
+    """The layer's build function: ``ShardedPEER`` when ``dist.shard_experts`` and this
+    process is one of several ranks (config_checks allows it for PEER only)."""
+    if cfg.dist.shard_experts and dist.is_initialized() and dist.get_world_size() > 1:
+        return ShardedPEER
+    return LAYERS[cfg.model.ffn].build
 
 
 def build_growing(cfg, *, causal: bool = False) -> GrowingExperts:

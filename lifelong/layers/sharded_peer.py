@@ -21,12 +21,39 @@ the layer together (the exchanges are collectives), as data-parallel training do
 
 import torch
 import torch.distributed as dist
-from torch import Tensor
+from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
 
 from .expert_mix import expert_mix
 from .peer import PEER
 from .row_exchange import Route, fetch, route, rows_held, send_back
+
+
+def sharded_parameters(model: nn.Module) -> dict[str, nn.Parameter]:
+    """name -> parameter for the parameters of ``model`` that hold only this rank's rows
+    (every stage of every ``ShardedPEER`` table): data parallelism must not sum their
+    gradients over the ranks, and each rank checkpoints its own."""
+    out = {}
+    for prefix, module in model.named_modules():
+        if isinstance(module, ShardedPEER):
+            for table in module.TABLES:
+                for s, param in enumerate(getattr(module, table)):
+                    out[f"{prefix}.{table}.{s}".lstrip(".")] = param
+    return out
+
+
+def whole_sizes(model: nn.Module) -> dict[int, int]:
+    """id(parameter) -> its element count over all ranks, for the sharded parameters of
+    ``model`` (a stage's rows times the width), so a sharded run reports the parameters of
+    the whole model."""
+    out = {}
+    for module in model.modules():
+        if isinstance(module, ShardedPEER):
+            bounds = module._row_bounds()
+            for table in module.TABLES:
+                for s, param in enumerate(getattr(module, table)):
+                    out[id(param)] = (bounds[s + 1] - bounds[s]) * module.dim
+    return out
 
 
 class _FetchRows(torch.autograd.Function):

@@ -14,6 +14,7 @@ import torch
 import torch.distributed as dist
 from avalanche.core import SupervisedPlugin
 
+from ..layers.sharded_peer import sharded_parameters
 from ..plugins.finite_loss import non_finite_loss
 from .gradients import sync_gradients
 from .loaders import whole_batches
@@ -80,7 +81,10 @@ class DataParallelPlugin(SupervisedPlugin, supports_distributed=True):
             raise error
 
     def after_backward(self, strategy, *args, **kwargs):
-        sync_gradients(list(strategy.model.parameters()))
+        # A sharded expert table's rows differ between ranks and already hold the gradient
+        # of every rank's tokens (ShardedPEER sends it to the rows' owners).
+        own = {id(p) for p in sharded_parameters(strategy.model).values()}
+        sync_gradients([p for p in strategy.model.parameters() if id(p) not in own])
 
     def after_training_exp(self, strategy, *args, **kwargs):
         for name, mass in _masses(strategy.model):

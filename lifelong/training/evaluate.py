@@ -27,6 +27,7 @@ from ..metrics.matrix_metric import batch_score, score_value
 from .checkpoint import CHECKPOINT, CheckpointError, load_checkpoint
 from .identity import check_fingerprint, load_weights
 from .run_state import grow_like_checkpoint
+from .shards import one_process_state
 
 SPLITS = {"test": "test_stream", "train": "train_stream"}  # stream=... -> Avalanche stream
 EVAL_FILES = {"test": "eval.json", "train": "eval_train.json"}
@@ -69,6 +70,7 @@ def load_run(run_dir: Path, *, metrics: bool = False):
     cfg = load_config(run_dir / "config.yaml")
     state = load_checkpoint(run_dir / CHECKPOINT)
     check_fingerprint(state, cfg, run_dir / CHECKPOINT)
+    state = one_process_state(state, run_dir)  # a run with sharded experts: whole tables
     built = build_experiment(cfg, metrics=metrics)
     bench = built.spec.benchmark
     grow_like_checkpoint(
@@ -106,6 +108,7 @@ def evaluate_run(run_dir: Path, overrides: list[str] = ()) -> dict:
     eval_cfg = load_config(config, list(overrides))
     state = load_checkpoint(run_dir / CHECKPOINT)
     check_fingerprint(state, run_cfg, run_dir / CHECKPOINT)  # a checkpoint from another run
+    state = one_process_state(state, run_dir)  # a run with sharded experts: whole tables
 
     built = build_experiment(run_cfg, metrics=False)  # the model, on the stream it grew on
     spec, model = built.spec, built.model

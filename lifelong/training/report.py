@@ -17,6 +17,7 @@ from pathlib import Path
 from torch import nn
 
 from ..atomic import atomic_write_text
+from ..layers.sharded_peer import whole_sizes
 from .hparams import hparams_summaries, run_hparams
 
 
@@ -37,9 +38,14 @@ def parameter_counts(model: nn.Module) -> dict[str, int]:
     """{"total", "trainable", "active_per_token"}: every parameter (all grown stages and
     heads), those that still train, and what one token uses (``active_params_per_token``)."""
     params = list(model.parameters())
+    whole = whole_sizes(model)  # sharded experts: every rank's rows, not this rank's
+
+    def size(p):
+        return whole.get(id(p), p.numel())
+
     return {
-        "total": sum(p.numel() for p in params),
-        "trainable": sum(p.numel() for p in params if p.requires_grad),
+        "total": sum(size(p) for p in params),
+        "trainable": sum(size(p) for p in params if p.requires_grad),
         "active_per_token": active_params_per_token(model),
     }
 

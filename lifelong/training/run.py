@@ -27,6 +27,7 @@ from .distributed import (
     check_data_parallel,
     decided_by_writer,
     is_writer,
+    launched_rank,
     launched_ranks,
     process_group,
     record_state_digest,
@@ -36,6 +37,7 @@ from .identity import check_fingerprint, computed_config, fingerprint
 from .report import report_complete, write_report
 from .run_lock import run_lock
 from .run_state import capture, restore
+from .shards import save_sharded, shard_names, with_shard
 from .tb_logger import ExperienceStepLogger
 
 RUN_INFO = "run.json"  # wall time and sessions: kept out of metrics.json, which is deterministic
@@ -159,6 +161,14 @@ def _train_and_report(cfg, exp, run_dir: Path, checkpoint, tb, start: float) -> 
     strategy = exp.strategy
     earlier_wall_s = 0.0
     if checkpoint:  # first: a checkpoint that does not fit leaves no events file behind
+        # Sharded experts: this rank's rows are in its shard file.
+        checkpoint = with_shard(
+            checkpoint,
+            run_dir,
+            rank=launched_rank(),
+            world=launched_ranks(),
+            sharded=bool(shard_names(strategy.model)),
+        )
         restore(
             checkpoint,
             path=run_dir / CHECKPOINT,
@@ -173,11 +183,16 @@ def _train_and_report(cfg, exp, run_dir: Path, checkpoint, tb, start: float) -> 
 
     def save(done: int):
         record_state_digest(strategy, done)  # only with LIFELONG_STATE_DIGESTS set
-        if not writer:
+        shards = shard_names(strategy.model)  # dist.shard_experts: every rank saves its rows
+        if not (writer or shards):
             return
         wall_s = earlier_wall_s + time.time() - start
         state = capture(finished=done, strategy=strategy, metrics=exp.metrics, wall_s=wall_s)
-        save_checkpoint(run_dir / CHECKPOINT, {**state, "fingerprint": fingerprint(cfg)})
+        state["fingerprint"] = fingerprint(cfg)
+        if shards:
+            save_sharded(run_dir, state, shards, lambda s: save_checkpoint(run_dir / CHECKPOINT, s))
+        else:
+            save_checkpoint(run_dir / CHECKPOINT, state)
 
     if cfg.train.eval_initial and not joint and not checkpoint:
         strategy.eval(test_stream)  # the random-init row, for forward transfer

@@ -14,24 +14,18 @@ eval``, or a run resumed without torchrun).
 from pathlib import Path
 
 import torch
+import torch.distributed as dist
 from torch import nn
 
-from ..layers.sharded_peer import ShardedPEER
+from ..layers.sharded_peer import sharded_parameters
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 
 SHARDS = "shards"
 
 
 def shard_names(model: nn.Module) -> list[str]:
-    """The parameters that hold only this rank's rows: every stage of every sharded table,
-    in stage order."""
-    names = []
-    for prefix, module in model.named_modules():
-        if isinstance(module, ShardedPEER):
-            for table in module.TABLES:
-                stages = len(getattr(module, table))
-                names += [f"{prefix}.{table}.{s}".lstrip(".") for s in range(stages)]
-    return names
+    """The parameters that hold only this rank's rows, in stage order."""
+    return list(sharded_parameters(model))
 
 
 def shard_path(run_dir: Path, rank: int, finished: int) -> Path:
@@ -54,13 +48,26 @@ def save_shard(run_dir: Path, rank: int, shard: dict) -> None:
     save_checkpoint(path, shard)
 
 
-def with_shard(state: dict, run_dir: Path, rank: int, world: int) -> dict:
-    """Rank 0's checkpoint state with this rank's shard in place of rank 0's."""
-    saved_world = int(state.get("world", 1))
+def with_shard(state: dict, run_dir: Path, *, rank: int, world: int, sharded: bool) -> dict:
+    """The checkpoint state this rank resumes from: rank 0's, with this rank's shard in
+    place of rank 0's rows when the run shards its experts (``sharded``: the model built
+    for resuming does). A checkpoint of the other layout is refused, naming the fix."""
+    if "world" not in state:
+        if sharded:
+            raise CheckpointError(
+                f"'{run_dir}' was trained without sharded experts; resume it with "
+                "dist.shard_experts=false"
+            )
+        return state
+    saved_world = int(state["world"])
     if saved_world != world:
         raise CheckpointError(
             f"'{run_dir}' shards its experts over {saved_world} ranks; resume it with "
             f"torchrun --nproc_per_node={saved_world} (this is {world})"
+        )
+    if not sharded:
+        raise CheckpointError(
+            f"'{run_dir}' was trained with sharded experts; resume it with dist.shard_experts=true"
         )
     if rank == 0:
         return state
@@ -70,6 +77,31 @@ def with_shard(state: dict, run_dir: Path, rank: int, world: int) -> dict:
         optimizer["state"].pop(name, None)  # rank 0's rows' state: not this rank's
     optimizer["state"].update(shard["optimizer"])
     return {**state, "model": {**state["model"], **shard["model"]}, "optimizer": optimizer}
+
+
+def save_sharded(run_dir: Path, state: dict, names: list[str], save_main) -> None:
+    """Every rank: its shard file (ranks > 0), then ``save_main(state)`` on rank 0 (the
+    state marked with the world size), then the older shard files go. ``state``: this
+    rank's ``run_state.capture``; ``names``: ``shard_names`` of its model."""
+    rank, world = dist.get_rank(), dist.get_world_size()
+    if rank:
+        save_shard(run_dir, rank, shard_of(state, names))
+    dist.barrier()  # every shard of this experience is on disk before checkpoint.pt names it
+    if rank == 0:
+        save_main({**state, "world": world})
+    dist.barrier()
+    prune_shards(run_dir, rank, int(state["finished"]))
+
+
+def one_process_state(state: dict, run_dir: Path) -> dict:
+    """A sharded run's checkpoint state with whole tables, for one process (``lifelong
+    eval``): rank 0's rows from ``checkpoint.pt``, the others' from their shard files."""
+    world, finished = int(state.get("world", 1)), int(state["finished"])
+    if world == 1:
+        return state
+    others = [load_checkpoint(shard_path(run_dir, r, finished))["model"] for r in range(1, world)]
+    mine = {name: state["model"][name] for name in others[0]}
+    return {**state, "model": {**state["model"], **unshard([mine, *others])}}
 
 
 def prune_shards(run_dir: Path, rank: int, finished: int) -> None:

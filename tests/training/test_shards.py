@@ -43,14 +43,21 @@ def test_a_rank_resumes_with_its_own_rows_and_refuses_another_world(tmp_path):
     mine = torch.full((3, 2), 7.0)
     shard = {"finished": 2, "model": {"a.down.0": mine}, "optimizer": {}}
     save_shard(tmp_path, 1, shard)
-    merged = with_shard(state(2, 2, torch.zeros(4, 2)), tmp_path, rank=1, world=2)
+    merged = with_shard(state(2, 2, torch.zeros(4, 2)), tmp_path, rank=1, world=2, sharded=True)
     assert torch.equal(merged["model"]["a.down.0"], mine)
     assert "a.down.0" not in merged["optimizer"]["state"]  # rank 0's state is not rank 1's
     assert torch.equal(merged["model"]["a.query.weight"], torch.ones(2))
     with pytest.raises(CheckpointError, match="nproc_per_node=2"):
-        with_shard(state(2, 2, torch.zeros(4, 2)), tmp_path, rank=0, world=3)
+        with_shard(state(2, 2, torch.zeros(4, 2)), tmp_path, rank=0, world=3, sharded=True)
     with pytest.raises(CheckpointError, match="does not exist"):  # experience 3: never saved
-        with_shard(state(3, 2, torch.zeros(4, 2)), tmp_path, rank=1, world=2)
+        with_shard(state(3, 2, torch.zeros(4, 2)), tmp_path, rank=1, world=2, sharded=True)
+    with pytest.raises(CheckpointError, match="resume it with dist.shard_experts=true"):
+        with_shard(state(2, 2, torch.zeros(4, 2)), tmp_path, rank=1, world=2, sharded=False)
+    unsharded = state(2, 2, torch.zeros(4, 2))
+    del unsharded["world"]
+    assert with_shard(unsharded, tmp_path, rank=0, world=1, sharded=False) is unsharded
+    with pytest.raises(CheckpointError, match="resume it with dist.shard_experts=false"):
+        with_shard(unsharded, tmp_path, rank=1, world=2, sharded=True)
 
 
 def test_prune_keeps_the_committed_experience_and_later(tmp_path):
