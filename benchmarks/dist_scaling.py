@@ -9,9 +9,9 @@ step; median of ``--steps`` after a warm-up) of one PEER layer on a global batch
 ``--tokens`` tokens, each process on one thread:
 
 - ``single``: one process, the whole batch;
-- ``ddp``: 2 ranks, each with a full copy of the layer and half the batch; the replicated
-  dense gradients are all-reduced and the row-sparse expert gradients all-gathered
-  (what DistributedDataParallel does with sparse gradients);
+- ``ddp``: 2 ranks, each with a full copy of the layer and half the batch, gradients
+  summed as ``lifelong run`` under torchrun sums them (``lifelong.parallel``): dense ones
+  all-reduced, the row-sparse expert gradients all-gathered;
 - ``sharded``: 2 ranks of ``ShardedPEER``: each holds half the expert rows and fetches the
   rows its tokens retrieved from their owner (``lifelong.layers.row_exchange``).
 
@@ -23,7 +23,8 @@ its peak RSS. ``ddp_dense_bytes`` is what DDP with dense expert gradients would 
 Projection: the unique rows a batch retrieves are counted on real batches (text_domains
 windows through the text model's blocks, at this --dim) for every N measured; the
 communication per step for 16M-256M experts on 8-64 ranks follows from them (docs/scaling.md
-gives the formulas and assumptions). Prints JSON (``--json``) and a table on stderr.
+gives the formulas and assumptions). Prints JSON (also to ``--json``) and the tables of
+docs/scaling.md on stderr (``--markdown dist_scaling.json`` prints them again).
 """
 
 import argparse
@@ -56,37 +57,21 @@ def _ring_allreduce_bytes(nbytes: int, world: int) -> int:
 
 
 def _sync_replicated(layer, world: int) -> int:
-    """All-reduce (sum) the dense gradients of a replicated layer and all-gather its sparse
-    ones; returns the bytes this rank sent."""
-    sent = 0
-    for p in layer.parameters():
-        if p.grad is None:
-            continue
-        if not p.grad.is_sparse:
-            dist.all_reduce(p.grad)
-            sent += _ring_allreduce_bytes(p.grad.numel() * p.grad.element_size(), world)
-            continue
-        grad = p.grad.coalesce()
-        rows, values = grad.indices()[0], grad.values()
-        counts = [torch.zeros(1, dtype=torch.long) for _ in range(world)]
-        dist.all_gather(counts, torch.tensor([rows.numel()]))
-        width = int(max(c.item() for c in counts))
-        pad_rows = torch.zeros(width, dtype=torch.long)
-        pad_rows[: rows.numel()] = rows
-        pad_vals = values.new_zeros(width, values.shape[1])
-        pad_vals[: rows.numel()] = values
-        all_rows = [torch.empty_like(pad_rows) for _ in range(world)]
-        all_vals = [torch.empty_like(pad_vals) for _ in range(world)]
-        dist.all_gather(all_rows, pad_rows)
-        dist.all_gather(all_vals, pad_vals)
-        sent += (world - 1) * width * (INDEX + values.shape[1] * values.element_size())
-        keep = [slice(0, int(c.item())) for c in counts]
-        p.grad = torch.sparse_coo_tensor(
-            torch.cat([r[k] for r, k in zip(all_rows, keep, strict=True)]).unsqueeze(0),
-            torch.cat([v[k] for v, k in zip(all_vals, keep, strict=True)]),
-            p.shape,
-            check_invariants=False,  # rows < p.shape[0]: they came from gradients of p
-        ).coalesce()
+    """Sum the gradients over the ranks as a data-parallel run does
+    (``lifelong.parallel.sync_gradients``: dense ones all-reduced, row-sparse ones
+    all-gathered, each rank's rows padded to the most any rank has); returns the bytes this
+    rank sends."""
+    from lifelong.parallel import sync_gradients
+
+    params = [p for p in layer.parameters() if p.grad is not None]
+    dense = sum(p.grad.numel() * p.grad.element_size() for p in params if not p.grad.is_sparse)
+    sparse = [p for p in params if p.grad.is_sparse]
+    rows = torch.tensor([p.grad.coalesce().values().shape[0] for p in sparse], dtype=torch.long)
+    dist.all_reduce(rows, op=dist.ReduceOp.MAX)
+    sent = _ring_allreduce_bytes(dense, world)
+    for p, most in zip(sparse, rows.tolist(), strict=True):
+        sent += (world - 1) * most * (INDEX + p.shape[1] * p.element_size())
+    sync_gradients(list(layer.parameters()))
     return sent
 
 
@@ -163,6 +148,10 @@ def measure(rank: int, world: int, mode: str, n: int, args) -> dict:
 
 def _rank_main(rank: int, world: int, store: str, out: str, mode: str, n: int, args):
     torch.set_num_threads(1)
+    # Avalanche refuses to build its loggers in a rank > 0 once a process group is up, and
+    # lifelong.parallel imports it: import before the group starts.
+    import lifelong.parallel  # noqa: F401
+
     dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=world)
     try:
         record = measure(rank, world, mode, n, args)
@@ -173,14 +162,15 @@ def _rank_main(rank: int, world: int, store: str, out: str, mode: str, n: int, a
 
 
 def run_mode(mode: str, n: int, args) -> list[dict]:
-    """One record per rank."""
-    if mode == "single":
-        torch.set_num_threads(1)
-        return [measure(0, 1, mode, n, args)]
+    """One record per rank. Every mode runs in fresh processes (``single`` as a world of
+    one), so that each peak RSS is that configuration's: a process keeps the peak of the
+    process it was forked from."""
+    world = 1 if mode == "single" else 2
     with tempfile.TemporaryDirectory() as tmp:
         out = os.path.join(tmp, "record")
-        mp.spawn(_rank_main, args=(2, os.path.join(tmp, "store"), out, mode, n, args), nprocs=2)
-        return [json.load(open(f"{out}.{r}")) for r in range(2)]
+        store = os.path.join(tmp, "store")
+        mp.spawn(_rank_main, args=(world, store, out, mode, n, args), nprocs=world)
+        return [json.load(open(f"{out}.{r}")) for r in range(world)]
 
 
 def unique_rows_on_text(args) -> list[dict]:
@@ -258,6 +248,52 @@ def project(unique: list[dict], args) -> list[dict]:
     return out
 
 
+def markdown(result: dict) -> str:
+    """The three tables of docs/scaling.md: steps (rank 0), unique rows, projection."""
+    gib, mib = 2**30, 2**20
+    lines = ["| N | mode | train tok/s | sent / step / rank | held / rank | peak RSS / rank |"]
+    lines.append("|---|---|---|---|---|---|")
+    seen = set()
+    for r in result["steps"]:
+        key = (r["num_experts"], r["mode"])
+        if key in seen:
+            continue  # one line per configuration: rank 0's
+        seen.add(key)
+        n = round(r["num_experts"] ** 0.5)
+        lines.append(
+            f"| {n}² | {r['mode']} | {r['tokens_per_s']:,.0f} | "
+            f"{r['bytes_sent_per_step'] / mib:.1f} MiB | {r['held_bytes'] / gib:.2f} GiB | "
+            f"{r['peak_rss_bytes'] / gib:.2f} GiB |"
+        )
+    lines += ["", "| N | retrievals | distinct rows U | U / retrievals |", "|---|---|---|---|"]
+    for u in result["unique_rows"]:
+        n = round(u["num_experts"] ** 0.5)
+        share = u["unique_rows"] / u["retrievals"]
+        lines.append(f"| {n}² | {u['retrievals']:,} | {u['unique_rows']:,} | {share:.2f} |")
+    lines += [
+        "",
+        "| N | ranks | expert tables per rank, sharded | sharded | DDP sparse | DDP dense |",
+        "|---|---|---|---|---|---|",
+    ]
+    bound = {
+        (r["num_experts"], r["world"]): r
+        for r in result["projection"]
+        if r["unique_rows"] == "bound"
+    }
+    for r in result["projection"]:
+        if r["unique_rows"] != "measured":
+            continue
+        b = bound[r["num_experts"], r["world"]]
+        lines.append(
+            f"| {r['num_experts'] // mib}M | {r['world']} | "
+            f"{r['expert_bytes_per_rank_sharded'] / gib:.1f} GiB | "
+            f"{r['sharded_bytes'] / mib:,.0f} MiB ({b['sharded_bytes'] / mib:,.0f}) | "
+            f"{r['ddp_sparse_bytes'] / mib:,.0f} MiB ({b['ddp_sparse_bytes'] / mib:,.0f}) | "
+            f"{r['ddp_dense_bytes'] / gib:,.0f} GiB |"
+        )
+    return "\n".join(lines)
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -271,7 +307,12 @@ def main(argv=None):
     p.add_argument("--steps", type=int, default=5, help="timed steps (median)")
     p.add_argument("--modes", nargs="+", default=["single", "ddp", "sharded"])
     p.add_argument("--json", metavar="PATH", help="write the records here")
+    p.add_argument("--markdown", metavar="JSON", help="print the tables of a --json file and stop")
     args = p.parse_args(argv)
+    if args.markdown:
+        with open(args.markdown) as f:
+            print(markdown(json.load(f)))
+        return 0
     if args.tokens % 2:
         p.error(f"--tokens={args.tokens} must be even: 2 ranks take half each")
 
@@ -291,11 +332,11 @@ def main(argv=None):
             )
     unique = unique_rows_on_text(args)
     result = dict(steps=steps, unique_rows=unique, projection=project(unique, args))
-    text = json.dumps(result, indent=1)
     if args.json:
         with open(args.json, "w") as f:
-            f.write(text)
-    print(text)
+            f.write(json.dumps(result, indent=1))
+    print(json.dumps(result))
+    print(markdown(result), file=sys.stderr)
     return 0
 
 
