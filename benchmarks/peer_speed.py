@@ -11,8 +11,9 @@ optimizer step) and the process's peak resident memory, for
 - ``fast``: ``lifelong.layers.PEER`` trained with ``lifelong.optim.LazyAdamW``;
 - ``reference``: ``ReferencePEER`` (dense ``nn.Embedding`` tables) with ``torch.optim.Adam``;
 - ``fast`` grown 16 times up to N (``grown: true``), whose old experts are frozen;
-- with ``--moments fp32 bf16 rowwise``, ``fast`` once per ``LazyAdamW`` moments option (the
-  expert tables' optimizer state in float32, bfloat16, or one second moment per row).
+- with ``--moments fp32 bf16 rowwise bf16_rowwise``, ``fast`` once per ``LazyAdamW``
+  moments option (the expert tables' optimizer state in float32, bfloat16, one second
+  moment per row, or both savings).
 
 Every configuration runs in a fresh subprocess so that peak RSS belongs to it alone. Each
 record also carries ``baseline_rss_bytes``, the process's peak after one training step of
@@ -143,7 +144,7 @@ def main(argv=None):
     p.add_argument(
         "--moments",
         nargs="+",
-        choices=["fp32", "bf16", "rowwise"],
+        choices=["fp32", "bf16", "rowwise", "bf16_rowwise"],
         default=["fp32"],
         help="LazyAdamW moments of the fast layer, one run per option",
     )

@@ -81,7 +81,7 @@ class TrainConfig:
     # fp32 | bf16: forward passes under bf16 autocast (weights and optimizer stay fp32)
     precision: str = "fp32"
     # LazyAdamW's moments of the expert tables: fp32 | bf16 (half the bytes) | rowwise
-    # (one second moment per row); lifelong/optim/lazy_adamw.py
+    # (one second moment per row) | bf16_rowwise (both: a quarter); lifelong/optim/lazy_adamw.py
     moments: str = "fp32"
     # Regulariser of the shared parameters (docs/regularizers.md): none | l2 | ewc | si |
     # distill; it composes with any strategy, growth and replay.

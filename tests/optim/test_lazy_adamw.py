@@ -141,6 +141,16 @@ def test_bf16_moments_halve_the_state_and_stay_close_to_fp32():
     assert (half - exact).abs().max() < 0.02 * exact.abs().max()
 
 
+def test_bf16_rowwise_keeps_a_bf16_first_moment_and_a_row_second_moment():
+    _, row, _, row_state = _train("rowwise")
+    _, both, _, state = _train("bf16_rowwise")
+    assert state["exp_avg"].dtype == torch.bfloat16 and state["exp_avg"].shape == (50, 8)
+    assert state["exp_avg_sq"].dtype == torch.float32 and state["exp_avg_sq"].shape == (50, 1)
+    # Only the first moment is rounded: the weights stay close to the float32 row-wise rule.
+    assert (both - row).abs().max() < 0.02 * row.abs().max()
+    assert not torch.equal(both, row)
+
+
 def test_unknown_moments_are_refused():
     import pytest
 
