@@ -207,10 +207,11 @@ METHODS = [
     ),
     Method(
         "PEER + growth in both blocks, plasticity fix, inferred (byte bigram)",
-        (*PLASTICITY, "model.expert_blocks=[0,1]", "model.peer.heads=4"),
+        (*PLASTICITY, "model.expert_blocks=[0,1]", "model.peer.heads=4", "train.lr=0.005"),
         frozenset({"lm"}),
         why="configs/text_domains_no_labels.yaml: the plasticity fix with a growing PEER "
-        "layer of 4 heads in each block (fewer active parameters than one of 8)",
+        "layer of 4 heads in each block (fewer active parameters than one of 8), "
+        "learning rate 0.005 (chosen on validation files)",
     ),
     Method(
         "PEER + growth, shared L2, inferred (Gaussian)",
