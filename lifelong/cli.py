@@ -147,8 +147,16 @@ def _run(args) -> int:
 
 
 def _eval(args) -> int:
+    from .config import ConfigError
     from .training.console import results_table
+    from .training.distributed import launched_ranks
     from .training.evaluate import evaluate_run
+
+    if launched_ranks() > 1:  # every rank would score the whole test stream and write one file
+        raise ConfigError(
+            "lifelong eval runs in one process (it reads a sharded run's tables from its "
+            "shard files): start it without torchrun, e.g. lifelong eval " + args.run_dir
+        )
 
     result = evaluate_run(Path(args.run_dir), list(args.overrides))
     names, scores = result["experience_names"], result["per_experience"]

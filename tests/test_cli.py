@@ -83,3 +83,13 @@ def test_the_wheel_ships_the_configs_and_py_typed(tmp_path):
     assert shipped and shipped <= names
     assert "lifelong/py.typed" in names
     assert any(n.endswith("licenses/LICENSE") for n in names)
+
+
+def test_eval_under_torchrun_is_refused_in_one_line(capsys, monkeypatch, tmp_path):
+    # torchrun sets WORLD_SIZE in every rank's environment; eval would score on each.
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "0")
+    assert main(["eval", str(tmp_path / "some_run")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "lifelong eval runs in one process" in err[0]
+    assert "without torchrun" in err[0] and "some_run" in err[0]
