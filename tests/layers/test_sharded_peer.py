@@ -105,8 +105,13 @@ def worker(rank: int, store: str, results: str):
             assert shard.exchanged_bytes > 0
         with open(f"{results}.{rank}", "w") as f:
             f.write("ok")
+        dist.barrier()  # both ranks done before either tears the group down
     finally:
         dist.destroy_process_group()
+    # Under load gloo sometimes aborts in interpreter teardown after a clean destroy
+    # ("terminate called without an active exception", no Python frame; about 1 launch in
+    # 10 on 2 busy cores). Every check has passed and is recorded above: skip the teardown.
+    os._exit(0)
 
 
 def test_sharded_peer_matches_unsharded_on_two_ranks(tmp_path):
