@@ -71,6 +71,10 @@ class TrainConfig:
     batch_size: int = 64
     eval_batch_size: int = 256
     lr: float = 3e-3
+    # Learning rate within each experience: constant | cosine (warm up over the first
+    # `warmup` fraction of its steps, then a half cosine to zero; again every experience)
+    schedule: str = "constant"
+    warmup: float = 0.0
     weight_decay: float = 0.0  # decoupled (AdamW); frozen experts are never decayed
     ewc_lambda: float = 100.0  # strategy=ewc
     si_lambda: float = 1.0  # strategy=si

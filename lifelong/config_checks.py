@@ -32,6 +32,18 @@ def _finite(check):
     return checked
 
 
+def _below_one(check):
+    """``check`` that also refuses 1 and more (a warm-up as long as the experience)."""
+
+    def checked(name: str, value, *, error: type[ValueError]):
+        value = check(name, value, error=error)
+        if value >= 1:
+            raise error(f"{name}={value!r} must be below 1 (a fraction of each experience)")
+        return value
+
+    return checked
+
+
 NUMBERS = {
     "seed": non_negative_int,
     "model.dim": positive_int,
@@ -41,6 +53,7 @@ NUMBERS = {
     "train.batch_size": positive_int,
     "train.eval_batch_size": positive_int,
     "train.lr": _finite(positive_number),
+    "train.warmup": _below_one(non_negative_number),
     "train.weight_decay": _finite(non_negative_number),
     "train.ewc_lambda": _finite(non_negative_number),
     "train.si_lambda": _finite(non_negative_number),
@@ -61,7 +74,7 @@ def choices() -> dict[str, tuple[str, ...]]:
     from .models.growing import EXPERT_INITS
     from .models.selectors import SELECTORS
     from .optim.lazy_adamw import MOMENTS
-    from .plugins import PRECISIONS
+    from .plugins import PRECISIONS, SCHEDULES
     from .regularizers import REGULARIZERS
 
     return {
@@ -76,6 +89,7 @@ def choices() -> dict[str, tuple[str, ...]]:
         "log.level": ("debug", "info", "warning", "error"),
         "train.precision": PRECISIONS,
         "train.moments": MOMENTS,
+        "train.schedule": SCHEDULES,
         "dist.backend": ("auto", "gloo", "nccl"),
     }
 

@@ -218,6 +218,16 @@ CASES = [
         ("train.lr=-0.1 must be a positive number (> 0)",),
     ),
     Case(
+        "an unknown learning-rate schedule",
+        lambda tmp: [DIGITS, "train.schedule=linear"],
+        ("train.schedule='linear' is not supported", "'constant'", "'cosine'"),
+    ),
+    Case(
+        "a warm-up as long as the experience",
+        lambda tmp: [DIGITS, "train.schedule=cosine", "train.warmup=1"],
+        ("train.warmup=1.0 must be below 1",),
+    ),
+    Case(
         "misspelt routing",
         lambda tmp: [DIGITS, "growth.routing=infered"],
         ("growth.routing='infered' is not supported", "'inferred'"),

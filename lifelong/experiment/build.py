@@ -23,6 +23,7 @@ from ..plugins import (
     AuxLossPlugin,
     FiniteLossPlugin,
     FreezeSharedPlugin,
+    LRSchedulePlugin,
     PrecisionPlugin,
     StageStatisticsPlugin,
 )
@@ -106,6 +107,11 @@ def build_experiment(
         *first_plugins,
         FreezeSharedPlugin(list(cfg.model.freeze_after_first)),
         AuxLossPlugin(),
+        *(
+            [LRSchedulePlugin(t.lr, schedule=t.schedule, warmup=t.warmup)]
+            if t.schedule != "constant"
+            else []
+        ),
         *build_regularization(cfg),
         StageStatisticsPlugin(),  # inferred routing: the selectors learn each experience
         *([PrecisionPlugin(device.type)] if t.precision == "bf16" else []),

@@ -4,6 +4,8 @@
   experience.
 - ``AuxLossPlugin``: add the layers' auxiliary losses (MoE load balancing) to the loss.
 - ``FiniteLossPlugin``: stop at the first NaN/Inf loss, before it reaches the weights.
+- ``LRSchedulePlugin``: re-warm and decay the learning rate in every experience
+  (``train.schedule``).
 - ``PrecisionPlugin``: bf16 autocast for every forward pass (``train.precision=bf16``).
 - ``IndexedExperienceBuffer``: a replay memory that a checkpoint can hold.
 - ``StageStatisticsPlugin``: fill the stage selectors of inferred routing after each
@@ -13,6 +15,7 @@
 from .aux_loss import AuxLossPlugin
 from .finite_loss import FiniteLossPlugin, NonFiniteLossError
 from .freeze import SHARED, FreezeSharedPlugin
+from .lr_schedule import SCHEDULES, LRSchedulePlugin, lr_factor
 from .precision import PRECISIONS, PrecisionPlugin
 from .replay_memory import IndexedExperienceBuffer, group_sizes
 from .stage_statistics import StageStatisticsPlugin
@@ -23,9 +26,12 @@ __all__ = [
     "FiniteLossPlugin",
     "FreezeSharedPlugin",
     "IndexedExperienceBuffer",
+    "LRSchedulePlugin",
     "NonFiniteLossError",
     "PRECISIONS",
     "PrecisionPlugin",
+    "SCHEDULES",
     "StageStatisticsPlugin",
     "group_sizes",
+    "lr_factor",
 ]
