@@ -5,7 +5,9 @@ line instead of being resumed, scored, or failing with a size-mismatch traceback
 The fingerprint leaves out what may change without changing what a run computes:
 ``resume``, ``log``, ``runs_dir`` (a run directory moved elsewhere resumes in its new
 place) and ``dist`` (a data-parallel run computes what one process computes, so a run
-may resume under another number of ranks).
+may resume under another number of ranks). It also leaves out every key at its schema
+default, so a key that a later version adds with a default that computes what the runs
+before it computed (``train.schedule=constant``) leaves their checkpoints usable.
 """
 
 import hashlib
@@ -25,21 +27,59 @@ def computed_config(cfg) -> dict:
     return {k: v for k, v in plain.items() if k not in NOT_COMPUTED}
 
 
+# Keys added after checkpoints first carried a fingerprint (scheme 1 hashed every key), with
+# the value that computes what the runs before them computed.
+ADDED_SINCE_SCHEME_1 = {"train": {"schedule": "constant", "warmup": 0.0}}
+_DEFAULT = object()
+
+
+def _departures(value, default):
+    """``value`` without the leaves equal to ``default``'s at the same path (``_DEFAULT``
+    when nothing departs)."""
+    if value == default:
+        return _DEFAULT
+    if isinstance(value, dict) and isinstance(default, dict):
+        kept = {k: _departures(v, default.get(k, _DEFAULT)) for k, v in value.items()}
+        return {k: v for k, v in kept.items() if v is not _DEFAULT}
+    return value
+
+
+def _sha(plain) -> str:
+    return hashlib.sha256(json.dumps(plain, sort_keys=True, default=str).encode()).hexdigest()
+
+
 def fingerprint(cfg) -> dict:
-    """{"config": sha256 of the computed config, "name", "seed"}: saved in every checkpoint."""
-    text = json.dumps(computed_config(cfg), sort_keys=True, default=str)
+    """{"config": sha256 of the computed config's departures from the schema defaults,
+    "scheme": 2, "name", "seed"}: saved in every checkpoint."""
+    from ..config import schema
+
+    departures = _departures(computed_config(cfg), computed_config(schema()))
     return {
-        "config": hashlib.sha256(text.encode()).hexdigest(),
+        "config": _sha({} if departures is _DEFAULT else departures),
+        "scheme": 2,
         "name": str(cfg.name),
         "seed": int(cfg.seed),
     }
 
 
+def scheme_1(cfg) -> str:
+    """The scheme-1 hash (every key) of ``cfg`` as the version that wrote it saw it."""
+    plain = computed_config(cfg)
+    for group, keys in ADDED_SINCE_SCHEME_1.items():
+        for key, value in keys.items():
+            if plain.get(group, {}).get(key, value) == value:
+                plain.get(group, {}).pop(key, None)
+    return _sha(plain)
+
+
 def check_fingerprint(state: dict, cfg, path) -> None:
     """Refuse a checkpoint written by a run with another config (one line naming both)."""
     saved, mine = state.get("fingerprint"), fingerprint(cfg)
-    if saved is None or saved.get("config") == mine["config"]:
-        return  # matching, or written before checkpoints carried a fingerprint
+    if saved is None:
+        return  # written before checkpoints carried a fingerprint
+    expected = mine["config"] if saved.get("scheme") == 2 else scheme_1(cfg)
+    if saved.get("config") == expected:
+        return
     raise CheckpointError(
         f"checkpoint '{path}' was written by another run (name={saved.get('name')}, "
         f"seed={saved.get('seed')}, config {saved.get('config', '')[:12]}) than this one "

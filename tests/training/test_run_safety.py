@@ -191,3 +191,35 @@ def test_two_runs_started_together_exactly_one_proceeds_20_of_20(tmp_path):
             p.join(30)
         outcomes = sorted(results.get(timeout=5) for _ in procs)
         assert outcomes[0] == "ran" and outcomes[1].startswith("refused: run directory"), outcomes
+
+
+def test_a_key_added_with_its_old_behaviour_leaves_checkpoints_usable(two_runs, tmp_path):
+    """The fingerprint hashes only departures from the schema defaults: a key set to its
+    default is the same run, another value is another run; a checkpoint written by the
+    version before ``train.schedule`` existed (every key hashed) still evaluates."""
+    import hashlib
+
+    from lifelong.training.checkpoint import load_checkpoint, save_checkpoint
+    from lifelong.training.identity import computed_config, fingerprint
+
+    def cfg(*extra):
+        return load_config(CONFIG, ["name=a", *extra])
+
+    assert fingerprint(cfg("train.schedule=constant")) == fingerprint(cfg())
+    assert fingerprint(cfg("train.schedule=cosine")) != fingerprint(cfg())
+
+    a = tmp_path / "a"
+    shutil.copytree(two_runs / "a", a)
+    (a / "eval.json").unlink(missing_ok=True)
+    plain = computed_config(load_config(a / "config.yaml"))
+    for key in ("schedule", "warmup"):  # the keys that version did not have
+        del plain["train"][key]
+    old = hashlib.sha256(json.dumps(plain, sort_keys=True, default=str).encode()).hexdigest()
+    state = load_checkpoint(a / "checkpoint.pt")
+    state["fingerprint"] = {"config": old, "name": "a", "seed": 0}
+    save_checkpoint(a / "checkpoint.pt", state)
+    assert main(["eval", str(a)]) == 0
+    assert (a / "eval.json").is_file()
+    state["fingerprint"]["config"] = hashlib.sha256(b"another config").hexdigest()
+    save_checkpoint(a / "checkpoint.pt", state)
+    assert main(["eval", str(a)]) == 2
