@@ -61,6 +61,7 @@ METHODS = {  # every kind of state a checkpoint must carry
     "avalanche lwf": ["train.strategy=lwf"],
     "avalanche ewc": ["train.strategy=ewc", "model.freeze_after_first=[shared]"],
     "inferred routing": ["growth.routing=inferred", "model.head=multi"],  # selectors
+    "cosine schedule": ["train.schedule=cosine", "train.warmup=0.2"],  # rates per step
 }
 
 
