@@ -5,9 +5,10 @@ line instead of being resumed, scored, or failing with a size-mismatch traceback
 The fingerprint leaves out what may change without changing what a run computes:
 ``resume``, ``log``, ``runs_dir`` (a run directory moved elsewhere resumes in its new
 place) and ``dist`` (a data-parallel run computes what one process computes, so a run
-may resume under another number of ranks). It also leaves out every key at its schema
-default, so a key that a later version adds with a default that computes what the runs
-before it computed (``train.schedule=constant``) leaves their checkpoints usable.
+may resume under another number of ranks). A key that only one side has is the same run
+while it holds its schema default: a later version may add a key (``train.schedule``)
+whose default computes what the runs before it computed, and their checkpoints and
+``resume=true`` keep working.
 """
 
 import hashlib
@@ -27,21 +28,38 @@ def computed_config(cfg) -> dict:
     return {k: v for k, v in plain.items() if k not in NOT_COMPUTED}
 
 
-# Keys added after checkpoints first carried a fingerprint (scheme 1 hashed every key), with
+# Keys added after checkpoints first carried a fingerprint (then a hash of every key), with
 # the value that computes what the runs before them computed.
-ADDED_SINCE_SCHEME_1 = {"train": {"schedule": "constant", "warmup": 0.0}}
-_DEFAULT = object()
+ADDED_SINCE_HASH_ONLY = {"train": {"schedule": "constant", "warmup": 0.0}}
+_ABSENT = object()
 
 
-def _departures(value, default):
-    """``value`` without the leaves equal to ``default``'s at the same path (``_DEFAULT``
-    when nothing departs)."""
-    if value == default:
-        return _DEFAULT
-    if isinstance(value, dict) and isinstance(default, dict):
-        kept = {k: _departures(v, default.get(k, _DEFAULT)) for k, v in value.items()}
-        return {k: v for k, v in kept.items() if v is not _DEFAULT}
-    return value
+def first_difference(saved: dict, given: dict, default: dict, prefix: str = "") -> str | None:
+    """Dotted path of the first key whose value differs between two plain configs, with
+    both values; None if they compute the same run. A key only one side has (a version
+    that added it wrote the other) is the same run while it holds the schema ``default``."""
+    for key in sorted(set(saved) | set(given), key=str):
+        a, b = saved.get(key, _ABSENT), given.get(key, _ABSENT)
+        d = default.get(key, _ABSENT)
+        if isinstance(a, dict) and isinstance(b, dict):
+            found = first_difference(a, b, d if isinstance(d, dict) else {}, f"{prefix}{key}.")
+            if found:
+                return found
+        elif (a is _ABSENT or b is _ABSENT) and (b if a is _ABSENT else a) == d:
+            continue  # a key added since, at the default that computes the old runs
+        elif a != b:
+            return f"{prefix}{key} (run has {_shown(a)}, given {_shown(b)})"
+    return None
+
+
+def _shown(value) -> str:
+    return "no such key" if value is _ABSENT else repr(value)
+
+
+def schema_defaults() -> dict:
+    from ..config import schema
+
+    return computed_config(schema())
 
 
 def _sha(plain) -> str:
@@ -49,42 +67,41 @@ def _sha(plain) -> str:
 
 
 def fingerprint(cfg) -> dict:
-    """{"config": sha256 of the computed config's departures from the schema defaults,
-    "scheme": 2, "name", "seed"}: saved in every checkpoint."""
-    from ..config import schema
-
-    departures = _departures(computed_config(cfg), computed_config(schema()))
-    return {
-        "config": _sha({} if departures is _DEFAULT else departures),
-        "scheme": 2,
-        "name": str(cfg.name),
-        "seed": int(cfg.seed),
-    }
-
-
-def scheme_1(cfg) -> str:
-    """The scheme-1 hash (every key) of ``cfg`` as the version that wrote it saw it."""
+    """{"config": sha256 of the computed config (a short id for messages), "computed": the
+    computed config itself, "name", "seed"}: saved in every checkpoint (plain values, so a
+    weights-only load reads it)."""
     plain = computed_config(cfg)
-    for group, keys in ADDED_SINCE_SCHEME_1.items():
+    return {"config": _sha(plain), "computed": plain, "name": str(cfg.name), "seed": int(cfg.seed)}
+
+
+def _hash_only_difference(saved: dict, cfg) -> str | None:
+    """For a checkpoint that carries only the hash: "another config" unless the hash of
+    ``cfg`` without the keys added since (at their defaults) matches."""
+    plain = computed_config(cfg)
+    for group, keys in ADDED_SINCE_HASH_ONLY.items():
         for key, value in keys.items():
             if plain.get(group, {}).get(key, value) == value:
                 plain.get(group, {}).pop(key, None)
-    return _sha(plain)
+    return None if saved.get("config") == _sha(plain) else "another config"
 
 
 def check_fingerprint(state: dict, cfg, path) -> None:
-    """Refuse a checkpoint written by a run with another config (one line naming both)."""
+    """Refuse a checkpoint written by a run with another config (one line naming both
+    runs and the first key that differs)."""
     saved, mine = state.get("fingerprint"), fingerprint(cfg)
     if saved is None:
         return  # written before checkpoints carried a fingerprint
-    expected = mine["config"] if saved.get("scheme") == 2 else scheme_1(cfg)
-    if saved.get("config") == expected:
+    if "computed" in saved:
+        diff = first_difference(saved["computed"], mine["computed"], schema_defaults())
+    else:
+        diff = _hash_only_difference(saved, cfg)
+    if diff is None:
         return
     raise CheckpointError(
         f"checkpoint '{path}' was written by another run (name={saved.get('name')}, "
         f"seed={saved.get('seed')}, config {saved.get('config', '')[:12]}) than this one "
-        f"(name={mine['name']}, seed={mine['seed']}, config {mine['config'][:12]}); "
-        "use the run directory that wrote it, or start a new run"
+        f"(name={mine['name']}, seed={mine['seed']}, config {mine['config'][:12]}; "
+        f"first difference: {diff}); use the run directory that wrote it, or start a new run"
     )
 
 

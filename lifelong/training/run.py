@@ -33,7 +33,13 @@ from .distributed import (
     record_state_digest,
 )
 from .errors import RunError
-from .identity import check_fingerprint, computed_config, fingerprint
+from .identity import (
+    check_fingerprint,
+    computed_config,
+    fingerprint,
+    first_difference,
+    schema_defaults,
+)
 from .report import report_complete, write_report
 from .run_lock import run_lock
 from .run_state import capture, restore
@@ -41,19 +47,6 @@ from .shards import save_sharded, shard_names, with_shard
 from .tb_logger import ExperienceStepLogger
 
 RUN_INFO = "run.json"  # wall time and sessions: kept out of metrics.json, which is deterministic
-
-
-def _first_difference(saved, given, prefix="") -> str | None:
-    """Dotted path of the first key whose value differs between two plain dicts."""
-    for key in sorted(set(saved) | set(given), key=str):
-        a, b = saved.get(key), given.get(key)
-        if isinstance(a, dict) and isinstance(b, dict):
-            found = _first_difference(a, b, f"{prefix}{key}.")
-            if found:
-                return found
-        elif a != b:
-            return f"{prefix}{key} (run has {a!r}, given {b!r})"
-    return None
 
 
 def existing_run(cfg: DictConfig) -> tuple[Path, dict | None]:
@@ -80,7 +73,7 @@ def existing_run(cfg: DictConfig) -> tuple[Path, dict | None]:
         )
     # Resuming under another config would splice two experiments into one result.
     # How a run reports itself, and where its directory sits, may change (NOT_COMPUTED).
-    diff = _first_difference(computed_config(saved), computed_config(cfg))
+    diff = first_difference(computed_config(saved), computed_config(cfg), schema_defaults())
     if diff:
         raise RunError(
             f"resume=true: the config differs from the run's at {diff}; "

@@ -193,33 +193,48 @@ def test_two_runs_started_together_exactly_one_proceeds_20_of_20(tmp_path):
         assert outcomes[0] == "ran" and outcomes[1].startswith("refused: run directory"), outcomes
 
 
-def test_a_key_added_with_its_old_behaviour_leaves_checkpoints_usable(two_runs, tmp_path):
-    """The fingerprint hashes only departures from the schema defaults: a key set to its
-    default is the same run, another value is another run; a checkpoint written by the
-    version before ``train.schedule`` existed (every key hashed) still evaluates."""
+def test_runs_of_a_version_before_a_new_key_still_evaluate_and_resume(two_runs, tmp_path, capsys):
+    """A version that adds a key (train.schedule, train.warmup) whose default computes what
+    older runs computed keeps their checkpoints and config.yaml usable; a checkpoint of
+    another config is still refused, naming the key."""
     import hashlib
 
+    import yaml
+
     from lifelong.training.checkpoint import load_checkpoint, save_checkpoint
-    from lifelong.training.identity import computed_config, fingerprint
+    from lifelong.training.identity import computed_config
 
-    def cfg(*extra):
-        return load_config(CONFIG, ["name=a", *extra])
-
-    assert fingerprint(cfg("train.schedule=constant")) == fingerprint(cfg())
-    assert fingerprint(cfg("train.schedule=cosine")) != fingerprint(cfg())
+    def older(config: dict) -> dict:  # as the version without the keys wrote it
+        for key in ("schedule", "warmup"):
+            del config["train"][key]
+        return config
 
     a = tmp_path / "a"
     shutil.copytree(two_runs / "a", a)
-    (a / "eval.json").unlink(missing_ok=True)
-    plain = computed_config(load_config(a / "config.yaml"))
-    for key in ("schedule", "warmup"):  # the keys that version did not have
-        del plain["train"][key]
-    old = hashlib.sha256(json.dumps(plain, sort_keys=True, default=str).encode()).hexdigest()
     state = load_checkpoint(a / "checkpoint.pt")
-    state["fingerprint"] = {"config": old, "name": "a", "seed": 0}
+    old_computed = older(state["fingerprint"]["computed"])
+    old_yaml = older(yaml.safe_load((a / "config.yaml").read_text()))
+    (a / "config.yaml").write_text(yaml.safe_dump(old_yaml))
+    save_checkpoint(a / "checkpoint.pt", state)
+    (a / "eval.json").unlink(missing_ok=True)
+    assert main(["eval", str(a)]) == 0 and (a / "eval.json").is_file()
+    (a / "metrics.json").unlink()  # as if killed before its report
+    args = ["run", str(a / "config.yaml"), f"runs_dir={tmp_path}", "resume=true", *QUIET]
+    assert main(args) == 0 and (a / "metrics.json").is_file()
+
+    # Checkpoints that carried only a hash of every key (before the config itself).
+    text = json.dumps(old_computed, sort_keys=True, default=str)
+    state["fingerprint"] = {"config": hashlib.sha256(text.encode()).hexdigest(), "name": "a"}
     save_checkpoint(a / "checkpoint.pt", state)
     assert main(["eval", str(a)]) == 0
-    assert (a / "eval.json").is_file()
     state["fingerprint"]["config"] = hashlib.sha256(b"another config").hexdigest()
     save_checkpoint(a / "checkpoint.pt", state)
     assert main(["eval", str(a)]) == 2
+    capsys.readouterr()
+
+    # Another learning rate is another run, whichever version wrote it.
+    other = computed_config(load_config(CONFIG, ["train.lr=0.5", "name=a"]))
+    state["fingerprint"] = {"config": "f" * 64, "computed": older(other), "name": "x"}
+    save_checkpoint(a / "checkpoint.pt", state)
+    assert main(["eval", str(a)]) == 2
+    assert "first difference: train.lr (run has 0.5, given " in one_error_line(capsys)
