@@ -67,7 +67,9 @@ Rebuild a run's model from <run_dir>/config.yaml and checkpoint.pt (weights only
 carrying pickled objects is refused), score it on every experience of the run's test
 stream and write <run_dir>/eval.json. stream=train scores the training split instead
 (eval_train.json); stream.key=value overrides evaluate another stream of the same tasks,
-e.g. stream.test_sequences=512 or stream.seed=1.
+e.g. stream.test_sequences=512 or stream.seed=1. routing=oracle scores a run with inferred
+routing with every sample routed to its own experience's stage: what inferring the stage
+costs the same weights (eval_routing-oracle.json).
 """
 
 
@@ -101,7 +103,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     e.add_argument("run_dir", help="the run directory, e.g. runs/default")
     e.add_argument(
-        "overrides", nargs="*", metavar="stream=...", help="stream=test|train, stream.key=value"
+        "overrides",
+        nargs="*",
+        metavar="stream=...",
+        help="stream=test|train, routing=run|oracle, stream.key=value",
     )
     return p
 

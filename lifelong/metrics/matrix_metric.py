@@ -137,10 +137,8 @@ class ExperienceMatrix(TrainingProgress):
         last_bits = statistics.fmean(bits_per_byte(rows[-1:])[0]) if rows and lm else None
         if not rows:
             headline = None
-        elif lm:
-            headline = 2.0**last_bits  # the geometric mean of the last row
         else:
-            headline = statistics.fmean(rows[-1])
+            headline = row_average(self.kind, rows[-1])
         out = {
             f"{self.kind}_matrix": rows,
             self._average_key: headline,
@@ -267,6 +265,14 @@ def batch_score(kind: str, output: torch.Tensor, targets: torch.Tensor):
             logits, targets.reshape(-1), ignore_index=IGNORE_INDEX, reduction="sum"
         )
     return numerator.to(torch.float64), valid.sum()
+
+
+def row_average(kind: str, row: list[float]) -> float:
+    """The headline of one row of scores: the mean accuracy, or for perplexity the
+    geometric mean (2 ** mean bits per byte), as ``ExperienceMatrix.report`` gives it."""
+    if kind == "perplexity":
+        return 2.0 ** statistics.fmean(bits_per_byte([row])[0])
+    return statistics.fmean(row)
 
 
 def score_value(kind: str, numerator, tokens) -> float:

@@ -1,5 +1,5 @@
 """Re-evaluate a run from its checkpoint:
-``lifelong eval RUN_DIR [stream=test|train] [stream.key=value ...]``.
+``lifelong eval RUN_DIR [stream=test|train] [routing=run|oracle] [stream.key=value ...]``.
 
 The model is rebuilt from the run's ``config.yaml``, grown the way the run grew it (by
 replaying the adaptation over its finished experiences) and loaded from ``checkpoint.pt``
@@ -9,10 +9,14 @@ sequences, other files, another permutation seed). Accuracy and perplexity are d
 in ``ExperienceMatrix``, so on the run's own stream the result equals the last row of
 its matrix. ``stream=train`` scores the training split instead (how much of its own
 training data the model still fits, the other half of a forgetting study).
+``routing=oracle`` scores a run with inferred routing as if every sample's experience
+were known (each routed to its own stage, as training routed it): against the run's own
+routing, the cost of inferring the stage, on the same weights (eval_routing-oracle.json).
 """
 
 import json
 import re
+from contextlib import nullcontext
 from pathlib import Path
 
 import torch
@@ -23,13 +27,15 @@ from torch.utils.data import DataLoader
 from ..atomic import atomic_write_text
 from ..config import load_config
 from ..experiment import build_experiment, build_stream_from_config, resolve_device
-from ..metrics.matrix_metric import batch_score, score_value
+from ..metrics.matrix_metric import batch_score, row_average, score_value
+from ..models.growing import GrowingExperts, routed_as_trained
 from .checkpoint import CHECKPOINT, CheckpointError, load_checkpoint
 from .identity import check_fingerprint, load_weights
 from .run_state import grow_like_checkpoint
 from .shards import one_process_state
 
 SPLITS = {"test": "test_stream", "train": "train_stream"}  # stream=... -> Avalanche stream
+ROUTINGS = ("run", "oracle")  # routing=...: the run's own, or each experience's stage
 EVAL_FILES = {"test": "eval.json", "train": "eval_train.json"}
 
 
@@ -42,6 +48,12 @@ def eval_file(split: str, changed: dict) -> str:
     tag = "_".join(f"{k}-{v}" for k, v in sorted(changed.items()))
     tag = re.sub(r"[^A-Za-z0-9.,-]+", "_", tag)[:100]
     return EVAL_FILES[split].removesuffix(".json") + f"_{tag}.json"
+
+
+def _option(overrides, name: str, default: str) -> str:
+    """The last ``name=value`` of ``overrides``, else ``default``."""
+    values = [o.split("=", 1)[1] for o in overrides if o.startswith(f"{name}=")]
+    return values[-1] if values else default
 
 
 class EvalError(ValueError):
@@ -93,16 +105,18 @@ def evaluate_run(run_dir: Path, overrides: list[str] = ()) -> dict:
     config = run_dir / "config.yaml"
     if not config.is_file():
         raise EvalError(f"'{run_dir}' holds no config.yaml; pass a run directory (runs/<name>)")
-    splits = [o.split("=", 1)[1] for o in overrides if o.startswith("stream=")]
-    overrides = [o for o in overrides if not o.startswith("stream=")]
-    split = splits[-1] if splits else "test"
+    split = _option(overrides, "stream", "test")
     if split not in SPLITS:
         raise EvalError(f"stream={split} is not a split; pass stream=test or stream=train")
+    routing = _option(overrides, "routing", "run")
+    if routing not in ROUTINGS:
+        raise EvalError(f"routing={routing} is not supported; pass routing=run or routing=oracle")
+    overrides = [o for o in overrides if not o.startswith(("stream=", "routing="))]
     bad = [o for o in overrides if not o.startswith(("stream.", "device="))]
     if bad:
         raise EvalError(
-            f"lifelong eval takes stream=test|train, stream.*=... and device=... overrides, "
-            f"not '{bad[0]}'"
+            f"lifelong eval takes stream=test|train, routing=run|oracle, stream.*=... and "
+            f"device=... overrides, not '{bad[0]}'"
         )
     run_cfg = load_config(config)
     eval_cfg = load_config(config, list(overrides))
@@ -129,20 +143,33 @@ def evaluate_run(run_dir: Path, overrides: list[str] = ()) -> dict:
         raise EvalError(f"{err}; on another stream, evaluate one with the run's tasks") from None
     model.to(device).eval()
 
+    if routing == "oracle" and not any(
+        isinstance(m, GrowingExperts) and m.routing == "inferred" for m in model.modules()
+    ):
+        raise EvalError(
+            f"routing=oracle replaces inferred routing, and this run routes by "
+            f"growth.routing={run_cfg.growth.routing}; evaluate it without routing=oracle"
+        )
     kind = "perplexity" if spec.task == "lm" else "accuracy"
     batch_size = run_cfg.train.eval_batch_size
-    per_experience = [
-        score_experience(model, e, kind=kind, batch_size=batch_size, device=device)
-        for e in getattr(target.benchmark, SPLITS[split])
-    ]
+    per_experience = []
+    for e in getattr(target.benchmark, SPLITS[split]):
+        # oracle: the experience's own stage, as training routed it, instead of the selector's
+        # guess; the gap to the run's routing is what inference costs the same model.
+        oracle = routing == "oracle"
+        with routed_as_trained(model, e.current_experience) if oracle else nullcontext():
+            per_experience.append(
+                score_experience(model, e, kind=kind, batch_size=batch_size, device=device)
+            )
     result = {
         "metric": kind,
         "split": split,
         "stream": OmegaConf.to_container(eval_cfg.stream, resolve=True),
         "experience_names": list(target.experience_names),
         "per_experience": per_experience,
-        "average": sum(per_experience) / len(per_experience),
+        "average": row_average(kind, per_experience),  # the run's headline, e.g. perplexity
         "trained_experiences": int(state["finished"]),
+        "routing": routing,
     }
     trained = OmegaConf.to_container(run_cfg.stream, resolve=True)
     changed = {k: v for k, v in result["stream"].items() if trained.get(k) != v}
@@ -153,6 +180,10 @@ def evaluate_run(run_dir: Path, overrides: list[str] = ()) -> dict:
         + ", ".join(f"stream.{k}={v}" for k, v in changed.items())
         + (" (another sample of text or class order: not the data the run was tested on)")
     )
-    result["file"] = eval_file(split, changed)
+    if routing == "oracle":
+        result["scored"] += ", every sample routed to its own experience's stage (oracle)"
+    result["file"] = eval_file(
+        split, {**changed, **({"routing": routing} if routing == "oracle" else {})}
+    )
     atomic_write_text(run_dir / result["file"], json.dumps(result, indent=2) + "\n")
     return result
