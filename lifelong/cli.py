@@ -69,7 +69,8 @@ stream and write <run_dir>/eval.json. stream=train scores the training split ins
 (eval_train.json); stream.key=value overrides evaluate another stream of the same tasks,
 e.g. stream.test_sequences=512 or stream.seed=1. routing=oracle scores a run with inferred
 routing with every sample routed to its own experience's stage: what inferring the stage
-costs the same weights (eval_routing-oracle.json).
+costs the same weights (eval_routing-oracle.json); routing=posterior mixes a byte LM's
+stages by how well each predicted the bytes before (eval_routing-posterior.json).
 """
 
 
@@ -106,7 +107,7 @@ def _parser() -> argparse.ArgumentParser:
         "overrides",
         nargs="*",
         metavar="stream=...",
-        help="stream=test|train, routing=run|oracle, stream.key=value",
+        help="stream=test|train, routing=run|oracle|posterior, stream.key=value",
     )
     return p
 

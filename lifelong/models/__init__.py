@@ -3,6 +3,7 @@
 - ``GrowingExperts``: a growing layer with a growth policy and task-aware routing.
 - ``MLPClassifier``: stem -> residual expert FFN -> single or per-task heads.
 - ``ByteTransformerLM``: a causal byte-level Transformer with expert FFNs in some blocks.
+- ``stage_mixture_log_probs``: a byte LM's stages mixed by their posterior given the prefix.
 """
 
 from .growing import (
@@ -15,6 +16,7 @@ from .growing import (
 )
 from .heads import TaskHeads
 from .mlp import MLPClassifier
+from .stage_mixture import stage_mixture_log_probs
 from .task_model import TaskModel
 from .transformer import Block, ByteTransformerLM, CausalSelfAttention, LMCrossEntropy
 
@@ -32,4 +34,5 @@ __all__ = [
     "TaskModel",
     "grows_at",
     "growths_over",
+    "stage_mixture_log_probs",
 ]

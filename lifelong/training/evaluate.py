@@ -12,6 +12,8 @@ training data the model still fits, the other half of a forgetting study).
 ``routing=oracle`` scores a run with inferred routing as if every sample's experience
 were known (each routed to its own stage, as training routed it): against the run's own
 routing, the cost of inferring the stage, on the same weights (eval_routing-oracle.json).
+``routing=posterior`` (language models) predicts every byte with all the stages, mixed by
+how well each predicted the bytes before it (``lifelong.models.stage_mixture``).
 """
 
 import json
@@ -29,13 +31,22 @@ from ..config import load_config
 from ..experiment import build_experiment, build_stream_from_config, resolve_device
 from ..metrics.matrix_metric import batch_score, row_average, score_value
 from ..models.growing import GrowingExperts, routed_as_trained
+from ..models.stage_mixture import stage_mixture_log_probs
 from .checkpoint import CHECKPOINT, CheckpointError, load_checkpoint
 from .identity import check_fingerprint, load_weights
 from .run_state import grow_like_checkpoint
 from .shards import one_process_state
 
 SPLITS = {"test": "test_stream", "train": "train_stream"}  # stream=... -> Avalanche stream
-ROUTINGS = ("run", "oracle")  # routing=...: the run's own, or each experience's stage
+# routing=...: the run's own; each experience's stage (oracle); the language model's stages
+# mixed by their posterior given the prefix (lifelong.models.stage_mixture)
+ROUTINGS = ("run", "oracle", "posterior")
+ROUTED = {
+    "run": "",
+    "oracle": ", every sample routed to its own experience's stage (oracle)",
+    "posterior": ", every byte predicted by the stages mixed by their posterior given the "
+    "bytes before it (E forward passes)",
+}
 EVAL_FILES = {"test": "eval.json", "train": "eval_train.json"}
 
 
@@ -61,14 +72,16 @@ class EvalError(ValueError):
 
 
 @torch.no_grad()
-def score_experience(model, experience, *, kind: str, batch_size: int, device) -> float:
+def score_experience(
+    model, experience, *, kind: str, batch_size: int, device, forward=avalanche_forward
+) -> float:
     dataset = experience.dataset.eval()
     collate = getattr(dataset, "collate_fn", None)
     loader = DataLoader(dataset, batch_size=batch_size, collate_fn=collate)
     numerator, tokens = torch.zeros((), dtype=torch.float64), torch.zeros((), dtype=torch.long)
     for batch in loader:
         x, y, t = batch[0].to(device), batch[1].to(device), batch[-1].to(device)
-        num, tok = batch_score(kind, avalanche_forward(model, x, t), y)
+        num, tok = batch_score(kind, forward(model, x, t), y)
         numerator, tokens = numerator + num.cpu(), tokens + tok.cpu()
     return score_value(kind, numerator, tokens)
 
@@ -110,7 +123,8 @@ def evaluate_run(run_dir: Path, overrides: list[str] = ()) -> dict:
         raise EvalError(f"stream={split} is not a split; pass stream=test or stream=train")
     routing = _option(overrides, "routing", "run")
     if routing not in ROUTINGS:
-        raise EvalError(f"routing={routing} is not supported; pass routing=run or routing=oracle")
+        choices = ", ".join(f"routing={r}" for r in ROUTINGS)
+        raise EvalError(f"routing={routing} is not supported; pass {choices}")
     overrides = [o for o in overrides if not o.startswith(("stream=", "routing="))]
     bad = [o for o in overrides if not o.startswith(("stream.", "device="))]
     if bad:
@@ -143,14 +157,20 @@ def evaluate_run(run_dir: Path, overrides: list[str] = ()) -> dict:
         raise EvalError(f"{err}; on another stream, evaluate one with the run's tasks") from None
     model.to(device).eval()
 
-    if routing == "oracle" and not any(
+    if routing != "run" and not any(
         isinstance(m, GrowingExperts) and m.routing == "inferred" for m in model.modules()
     ):
         raise EvalError(
-            f"routing=oracle replaces inferred routing, and this run routes by "
-            f"growth.routing={run_cfg.growth.routing}; evaluate it without routing=oracle"
+            f"routing={routing} replaces inferred routing, and this run routes by "
+            f"growth.routing={run_cfg.growth.routing}; evaluate it without routing={routing}"
         )
     kind = "perplexity" if spec.task == "lm" else "accuracy"
+    if routing == "posterior" and kind != "perplexity":
+        raise EvalError(
+            "routing=posterior mixes a language model's stages by how well each predicted "
+            "the bytes before; this run is a classifier: use routing=run or routing=oracle"
+        )
+    forward = stage_mixture_log_probs if routing == "posterior" else avalanche_forward
     batch_size = run_cfg.train.eval_batch_size
     per_experience = []
     for e in getattr(target.benchmark, SPLITS[split]):
@@ -159,7 +179,9 @@ def evaluate_run(run_dir: Path, overrides: list[str] = ()) -> dict:
         oracle = routing == "oracle"
         with routed_as_trained(model, e.current_experience) if oracle else nullcontext():
             per_experience.append(
-                score_experience(model, e, kind=kind, batch_size=batch_size, device=device)
+                score_experience(
+                    model, e, kind=kind, batch_size=batch_size, device=device, forward=forward
+                )
             )
     result = {
         "metric": kind,
@@ -180,10 +202,9 @@ def evaluate_run(run_dir: Path, overrides: list[str] = ()) -> dict:
         + ", ".join(f"stream.{k}={v}" for k, v in changed.items())
         + (" (another sample of text or class order: not the data the run was tested on)")
     )
-    if routing == "oracle":
-        result["scored"] += ", every sample routed to its own experience's stage (oracle)"
+    result["scored"] += ROUTED[routing]
     result["file"] = eval_file(
-        split, {**changed, **({"routing": routing} if routing == "oracle" else {})}
+        split, {**changed, **({"routing": routing} if routing != "run" else {})}
     )
     atomic_write_text(run_dir / result["file"], json.dumps(result, indent=2) + "\n")
     return result
