@@ -497,17 +497,17 @@ def _run_task(task: tuple) -> dict:
     return run_cell(*task)
 
 
-def run_tasks(tasks: list[tuple], jobs: int) -> list[dict]:
-    """``run_cell(*task)`` for every (stream, method, seed, quick, runs_dir) task, in order;
-    ``jobs`` > 1 runs that many at once in forked worker processes (give each one thread:
-    OMP_NUM_THREADS=1)."""
+def run_tasks(tasks: list[tuple], jobs: int, fn=_run_task) -> list[dict]:
+    """``fn(task)`` for every task, in order (by default ``run_cell(*task)`` for every
+    (stream, method, seed, quick, runs_dir)); ``jobs`` > 1 runs that many at once in forked
+    worker processes (give each one thread: OMP_NUM_THREADS=1)."""
     if jobs <= 1:
-        return [_run_task(task) for task in tasks]
+        return [fn(task) for task in tasks]
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
     with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("fork")) as pool:
-        return list(pool.map(_run_task, tasks))
+        return list(pool.map(fn, tasks))
 
 
 def shard(text: str) -> tuple[int, int]:

@@ -1,5 +1,6 @@
 """Re-evaluate a run from its checkpoint:
-``lifelong eval RUN_DIR [stream=test|train] [routing=run|oracle] [stream.key=value ...]``.
+``lifelong eval RUN_DIR [stream=test|train] [routing=run|oracle|posterior]
+[stream.key=value ...]``.
 
 The model is rebuilt from the run's ``config.yaml``, grown the way the run grew it (by
 replaying the adaptation over its finished experiences) and loaded from ``checkpoint.pt``
@@ -129,8 +130,8 @@ def evaluate_run(run_dir: Path, overrides: list[str] = ()) -> dict:
     bad = [o for o in overrides if not o.startswith(("stream.", "device="))]
     if bad:
         raise EvalError(
-            f"lifelong eval takes stream=test|train, routing=run|oracle, stream.*=... and "
-            f"device=... overrides, not '{bad[0]}'"
+            f"lifelong eval takes stream=test|train, routing=run|oracle|posterior, stream.*=... "
+            f"and device=... overrides, not '{bad[0]}'"
         )
     run_cfg = load_config(config)
     eval_cfg = load_config(config, list(overrides))

@@ -1,0 +1,121 @@
+"""The label-free text config against dense replay, with its stages routed three ways.
+
+    OMP_NUM_THREADS=1 python benchmarks/routing_gap.py --seeds 0 1 2 3 4 --jobs 2 --json gap.json
+    python benchmarks/routing_gap.py --seeds 0 --quick      # a few minutes
+    python benchmarks/routing_gap.py --seeds 0 --quick stream.train_sequences=64   # overrides
+
+For every seed it trains the suite's cell "PEER + growth in both blocks, plasticity fix,
+inferred (byte bigram)" (``configs/text_domains_no_labels.yaml`` at the suite's widths) and
+dense replay at 1, 2 and 4 epochs per domain, then scores the PEER run's final weights with
+``lifelong eval``'s three routings:
+
+- ``inferred``: the byte bigram's stage for every byte (the run's own figure);
+- ``oracle``: every window routed to its own domain's stage (the stage given);
+- ``posterior``: every stage's prediction, mixed by its posterior given the prefix
+  (E forward passes per batch).
+
+Prints JSON: the final perplexity of each seed, mean ± std (population) over seeds, dense
+replay's best epoch budget (lowest mean), and each routing's ratio to it
+(docs/task_inference.md, "Where the gap comes from").
+"""
+
+import argparse
+import importlib.util
+import json
+import statistics
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+STREAM = "text_domains"
+PEER = "PEER + growth in both blocks, plasticity fix, inferred (byte bigram)"
+REPLAY = "dense replay"
+REPLAY_EPOCHS = (1, 2, 4)
+ROUTINGS = ("inferred", "oracle", "posterior")
+
+
+def _suite():
+    spec = importlib.util.spec_from_file_location("cl_suite", ROOT / "benchmarks" / "cl_suite.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def run_task(task: tuple) -> dict:
+    """(method, epochs or None, seed, quick, runs_dir, overrides) -> {"key", "seed",
+    "perplexity"} or, for PEER, one perplexity per routing."""
+    from omegaconf import OmegaConf
+
+    from lifelong.training.evaluate import evaluate_run
+    from lifelong.training.run import run
+
+    method, epochs, seed, quick, runs_dir, overrides = task
+    cfg = _suite().cell_config(STREAM, method, seed, quick, Path(runs_dir))
+    extra = [*overrides, *([f"train.epochs={epochs}"] if epochs else [])]
+    cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist(extra))
+    key = "peer" if method == PEER else f"replay_{epochs}ep"
+    cfg.name = f"{key}-{seed}"
+    run_dir = run(cfg)
+    if method != PEER:
+        return {"key": key, "seed": seed, "perplexity": _perplexity(run_dir)}
+    scores = {"inferred": _perplexity(run_dir)}
+    for routing in ROUTINGS[1:]:
+        scores[routing] = evaluate_run(run_dir, [f"routing={routing}"])["average"]
+    return {"key": key, "seed": seed, **scores}
+
+
+def _perplexity(run_dir: Path) -> float:
+    return json.loads((run_dir / "metrics.json").read_text())["perplexity"]
+
+
+def summarize(records: list[dict]) -> dict:
+    """{"seeds", "per_seed": {name: [...]}, "mean_std": {name: [mean, std]},
+    "replay_best", "ratio_to_replay_best": {routing: mean / best replay mean}}."""
+    per_seed: dict[str, list[float]] = {}
+    for rec in sorted(records, key=lambda r: r["seed"]):
+        if rec["key"] == "peer":
+            for routing in ROUTINGS:
+                per_seed.setdefault(f"peer_{routing}", []).append(rec[routing])
+        else:
+            per_seed.setdefault(rec["key"], []).append(rec["perplexity"])
+    mean_std = {
+        name: [statistics.fmean(v), statistics.pstdev(v) if len(v) > 1 else 0.0]
+        for name, v in per_seed.items()
+    }
+    replays = [f"replay_{e}ep" for e in REPLAY_EPOCHS]
+    best = min(replays, key=lambda name: mean_std[name][0])
+    return {
+        "seeds": sorted({r["seed"] for r in records}),
+        "per_seed": per_seed,
+        "mean_std": mean_std,
+        "replay_best": best,
+        "ratio_to_replay_best": {
+            routing: mean_std[f"peer_{routing}"][0] / mean_std[best][0] for routing in ROUTINGS
+        },
+    }
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
+    p.add_argument("--quick", action="store_true", help="the suite's smaller text stream")
+    p.add_argument("--jobs", type=int, default=1, help="runs at once (forked processes)")
+    p.add_argument("--runs-dir", default="runs/routing_gap", help="where the runs are written")
+    p.add_argument("--json", type=Path, help="also write the result here")
+    p.add_argument("overrides", nargs="*", help="run-config overrides for every run")
+    args = p.parse_args(argv)
+    tasks = [
+        (method, epochs, seed, args.quick, args.runs_dir, args.overrides)
+        for seed in args.seeds
+        for method, epochs in [(PEER, None), *((REPLAY, e) for e in REPLAY_EPOCHS)]
+    ]
+    result = summarize(_suite().run_tasks(tasks, args.jobs, fn=run_task))
+    text = json.dumps(result, indent=2)
+    print(text)
+    if args.json:
+        args.json.write_text(text + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

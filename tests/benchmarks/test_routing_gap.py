@@ -1,0 +1,55 @@
+"""benchmarks/routing_gap.py: the summary against hand-computed figures, and one tiny seed
+end to end against the runs' own files."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+spec = importlib.util.spec_from_file_location("routing_gap", ROOT / "benchmarks/routing_gap.py")
+routing_gap = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(routing_gap)
+
+
+def test_summary_means_stds_best_replay_and_ratios():
+    records = [
+        {"key": "peer", "seed": 1, "inferred": 22.0, "oracle": 20.0, "posterior": 19.0},
+        {"key": "peer", "seed": 0, "inferred": 20.0, "oracle": 18.0, "posterior": 17.0},
+        *(
+            {"key": f"replay_{e}ep", "seed": s, "perplexity": p}
+            for e, s, p in [
+                (1, 0, 30.0),
+                (1, 1, 34.0),
+                (2, 0, 19.0),
+                (2, 1, 21.0),
+                (4, 0, 25.0),
+                (4, 1, 25.0),
+            ]
+        ),
+    ]
+    out = routing_gap.summarize(records)
+    assert out["seeds"] == [0, 1]
+    assert out["per_seed"]["peer_inferred"] == [20.0, 22.0]  # ordered by seed
+    assert out["mean_std"]["peer_oracle"] == [19.0, 1.0]  # population std of 18, 20
+    assert out["replay_best"] == "replay_2ep"  # means 32, 20, 25
+    assert out["ratio_to_replay_best"] == {"inferred": 21 / 20, "oracle": 19 / 20, "posterior": 0.9}
+
+
+def test_one_tiny_seed_matches_the_runs_files(tmp_path):
+    tiny = ["stream.train_sequences=32", "stream.test_sequences=8", "stream.seq_len=32"]
+    out_json = tmp_path / "gap.json"
+    args = ["--seeds", "0", "--quick", "--runs-dir", str(tmp_path), "--json", str(out_json)]
+    assert routing_gap.main([*args, *tiny]) == 0
+    out = json.loads(out_json.read_text())
+    peer = tmp_path / "peer-0"
+    metrics = json.loads((peer / "metrics.json").read_text())
+    assert out["per_seed"]["peer_inferred"] == [metrics["perplexity"]]
+    for routing in ("oracle", "posterior"):
+        scored = json.loads((peer / f"eval_routing-{routing}.json").read_text())
+        assert out["per_seed"][f"peer_{routing}"] == [pytest.approx(scored["average"])]
+    for epochs in (1, 2, 4):
+        replay = json.loads((tmp_path / f"replay_{epochs}ep-0" / "metrics.json").read_text())
+        assert out["per_seed"][f"replay_{epochs}ep"] == [replay["perplexity"]]
+        assert replay["params"]["active_per_token"] >= metrics["params"]["active_per_token"]
