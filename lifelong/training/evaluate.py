@@ -173,11 +173,11 @@ def evaluate_run(run_dir: Path, overrides: list[str] = ()) -> dict:
         )
     forward = stage_mixture_log_probs if routing == "posterior" else avalanche_forward
     batch_size = run_cfg.train.eval_batch_size
+    # oracle: each experience's own stage, as training routed it, instead of the selector's
+    # guess; the gap to the run's routing is what inference costs the same model.
+    oracle = routing == "oracle"
     per_experience = []
     for e in getattr(target.benchmark, SPLITS[split]):
-        # oracle: the experience's own stage, as training routed it, instead of the selector's
-        # guess; the gap to the run's routing is what inference costs the same model.
-        oracle = routing == "oracle"
         with routed_as_trained(model, e.current_experience) if oracle else nullcontext():
             per_experience.append(
                 score_experience(
