@@ -101,3 +101,17 @@ def test_posterior_mixture_is_the_bayes_mixture_written_out_and_causal(inferred,
     result = json.loads((inferred / "eval_routing-posterior.json").read_text())
     assert result["routing"] == "posterior" and "posterior" in result["scored"]
     assert len(result["per_experience"]) == 4
+
+
+def test_a_classifier_with_inferred_routing_takes_the_oracle_but_not_the_mixture(tmp_path, capsys):
+    digits = CONFIG.parent / "split_digits_class_il_smoke.yaml"
+    overrides = ["growth.routing=inferred", "model.head=multi", "stream.n_experiences=2"]
+    run_dir = run(load_config(digits, [f"runs_dir={tmp_path}", "name=c", *overrides, *QUIET]))
+    assert main(["eval", str(run_dir), "routing=oracle"]) == 0
+    oracle = json.loads((run_dir / "eval_routing-oracle.json").read_text())
+    assert oracle["metric"] == "accuracy" and len(oracle["per_experience"]) == 2
+    capsys.readouterr()
+    assert main(["eval", str(run_dir), "routing=posterior"]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and "routing=posterior mixes a language model's stages" in err[0]
+    assert not (run_dir / "eval_routing-posterior.json").exists()
