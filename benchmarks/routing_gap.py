@@ -20,6 +20,7 @@ replay's best epoch budget (lowest mean), and each routing's ratio to it
 """
 
 import argparse
+import functools
 import importlib.util
 import json
 import statistics
@@ -34,7 +35,9 @@ REPLAY_EPOCHS = (1, 2, 4)
 ROUTINGS = ("inferred", "oracle", "posterior")
 
 
+@functools.cache
 def _suite():
+    """benchmarks/cl_suite.py, loaded once per process (every task builds its config there)."""
     spec = importlib.util.spec_from_file_location("cl_suite", ROOT / "benchmarks" / "cl_suite.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
