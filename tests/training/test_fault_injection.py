@@ -22,22 +22,30 @@ def command(runs: Path, name: str, *extra: str) -> list[str]:
 
 
 def test_killed_at_any_moment_a_run_resumes_to_the_same_report(tmp_path):
+    # Two runs at a time, the victims as the reference: each pair shares the two cores in
+    # the same way, so a fraction of the reference's wall time lands at the same point of a
+    # victim's life, and the test takes half the time of one run after another.
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL, "env": env}
     start = time.perf_counter()
-    subprocess.run(command(tmp_path, "whole"), check=True, capture_output=True, env=env)
+    wholes = [subprocess.Popen(command(tmp_path, f"whole{i}"), **quiet) for i in (0, 1)]
+    assert [whole.wait() for whole in wholes] == [0, 0]
     duration = time.perf_counter() - start
-    reference = (tmp_path / "whole" / "metrics.json").read_bytes()
-    for i, fraction in enumerate(FRACTIONS):
-        name = f"killed{i}"
-        victim = subprocess.Popen(
-            command(tmp_path, name), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env
-        )
-        time.sleep(fraction * duration)
-        victim.send_signal(signal.SIGKILL)
-        victim.wait()
+    reference = (tmp_path / "whole0" / "metrics.json").read_bytes()
+    assert (tmp_path / "whole1" / "metrics.json").read_bytes() == reference
+    for pair in zip(FRACTIONS[::2], FRACTIONS[1::2], strict=True):
+        names = [f"killed{fraction}" for fraction in pair]
+        victims = [subprocess.Popen(command(tmp_path, name), **quiet) for name in names]
+        begun = time.perf_counter()
+        for fraction, victim in zip(pair, victims, strict=True):
+            time.sleep(max(0.0, begun + fraction * duration - time.perf_counter()))
+            victim.send_signal(signal.SIGKILL)
+            victim.wait()
         # A kill before the directory existed leaves nothing to resume: resume=true starts it.
-        done = subprocess.run(command(tmp_path, name, "resume=true"), capture_output=True, env=env)
-        assert done.returncode == 0, (fraction, done.stderr.decode()[-2000:])
-        run_dir = tmp_path / name
-        assert report_complete(run_dir), fraction
-        assert (run_dir / "metrics.json").read_bytes() == reference, fraction
+        piped = {"stdout": subprocess.DEVNULL, "stderr": subprocess.PIPE, "env": env}
+        resumed = [subprocess.Popen(command(tmp_path, n, "resume=true"), **piped) for n in names]
+        for fraction, name, proc in zip(pair, names, resumed, strict=True):
+            stderr = proc.communicate()[1]
+            assert proc.returncode == 0, (fraction, stderr.decode()[-2000:])
+            assert report_complete(tmp_path / name), fraction
+            assert (tmp_path / name / "metrics.json").read_bytes() == reference, fraction
