@@ -94,20 +94,36 @@ def load_run(run_dir: Path, *, metrics: bool = False):
     run did), fresh, without the run's recorded values."""
     run_dir = Path(run_dir)
     cfg = load_config(run_dir / "config.yaml")
+    built, _, _ = _restore(run_dir, cfg, metrics=metrics)
+    return cfg, built
+
+
+def _restore(run_dir: Path, run_cfg, *, eval_cfg=None, metrics: bool = False):
+    """(``build_experiment(run_cfg)`` result with the checkpoint's weights, in evaluation
+    mode; the stream to score: the run's own, or ``eval_cfg``'s where its stream options
+    differ; the checkpoint). The model grows as the run grew it, over the run's training
+    stream and the scored stream's task labels."""
     state = load_checkpoint(run_dir / CHECKPOINT)
-    check_fingerprint(state, cfg, run_dir / CHECKPOINT)
+    check_fingerprint(state, run_cfg, run_dir / CHECKPOINT)  # a checkpoint from another run
     state = one_process_state(state, run_dir)  # a run with sharded experts: whole tables
-    built = build_experiment(cfg, metrics=metrics)
-    bench = built.spec.benchmark
+    built = build_experiment(run_cfg, metrics=metrics)  # the model, on the stream it grew on
+    own = eval_cfg is None or eval_cfg.stream == run_cfg.stream
+    target = built.spec if own else build_stream_from_config(eval_cfg)
     grow_like_checkpoint(
         built.model,
         int(state["finished"]),
-        train_stream=bench.train_stream,
-        test_stream=bench.test_stream,
+        train_stream=built.spec.benchmark.train_stream,
+        test_stream=target.benchmark.test_stream,
     )
-    load_weights(built.model, state["model"], run_dir / CHECKPOINT)
+    try:
+        load_weights(built.model, state["model"], run_dir / CHECKPOINT)
+    except CheckpointError as err:
+        if own:
+            raise
+        # e.g. a stream with task labels the run never had grows other heads
+        raise EvalError(f"{err}; on another stream, evaluate one with the run's tasks") from None
     built.model.eval()
-    return cfg, built
+    return built, target, state
 
 
 def evaluate_run(run_dir: Path, overrides: list[str] = ()) -> dict:
@@ -135,28 +151,10 @@ def evaluate_run(run_dir: Path, overrides: list[str] = ()) -> dict:
         )
     run_cfg = load_config(config)
     eval_cfg = load_config(config, list(overrides))
-    state = load_checkpoint(run_dir / CHECKPOINT)
-    check_fingerprint(state, run_cfg, run_dir / CHECKPOINT)  # a checkpoint from another run
-    state = one_process_state(state, run_dir)  # a run with sharded experts: whole tables
-
-    built = build_experiment(run_cfg, metrics=False)  # the model, on the stream it grew on
+    built, target, state = _restore(run_dir, run_cfg, eval_cfg=eval_cfg)
     spec, model = built.spec, built.model
-    target = spec if eval_cfg.stream == run_cfg.stream else build_stream_from_config(eval_cfg)
     device = resolve_device(eval_cfg.device)
-    grow_like_checkpoint(
-        model,
-        int(state["finished"]),
-        train_stream=spec.benchmark.train_stream,
-        test_stream=target.benchmark.test_stream,
-    )
-    try:
-        load_weights(model, state["model"], run_dir / CHECKPOINT)
-    except CheckpointError as err:
-        if target is spec:
-            raise
-        # e.g. a stream with task labels the run never had grows other heads
-        raise EvalError(f"{err}; on another stream, evaluate one with the run's tasks") from None
-    model.to(device).eval()
+    model.to(device)
 
     if routing != "run" and not any(
         isinstance(m, GrowingExperts) and m.routing == "inferred" for m in model.modules()

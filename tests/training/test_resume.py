@@ -187,3 +187,11 @@ def test_eval_of_the_train_split_and_a_bad_split(tmp_path, capsys):
     assert main(["eval", str(run_dir), "stream=valid"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err == ["lifelong: error: stream=valid is not a split; pass stream=test or stream=train"]
+    # A stream with tasks the run never had (2 -> 5 task labels): their heads are not in
+    # the checkpoint, which says so in one line and writes nothing.
+    before = sorted(p.name for p in run_dir.iterdir())
+    assert main(["eval", str(run_dir), "stream.n_experiences=5"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "it has no 'head.heads.2.weight'" in err[0], err
+    assert err[0].endswith("on another stream, evaluate one with the run's tasks")
+    assert sorted(p.name for p in run_dir.iterdir()) == before
