@@ -6,8 +6,9 @@ inference on the byte LM runs against, measured without any model.
 On each seed's text_domains stream (the default config's windows: whole documents held
 out for testing), for prefixes of 1-64 bytes of every test window, the accuracy of:
 
-- ``bigram λ``: the library's causal naive Bayes (``ByteBigramSelector``) with bigram
-  weight λ, counts from each domain's training windows, as a run fills them;
+- ``bigram λ, ε``: the library's causal naive Bayes (``ByteBigramSelector``) with bigram
+  weight λ and uniform weight ε (ε = 0: add-½ smoothing only), counts from each domain's
+  training windows, as a run fills them;
 - ``trigram``: the same with a trigram level on top (Jelinek-Mercer interpolation, each
   level weighted λ = 0.3 over the one below);
 - ``logistic``: a discriminative upper reference, not a selector a continual learner may
@@ -34,10 +35,10 @@ def windows(stream) -> list[torch.Tensor]:
     return [torch.stack([d[0] for d in e.dataset]).long() for e in stream]
 
 
-def bigram_accuracy(train, test, weight: float) -> dict[int, float]:
+def bigram_accuracy(train, test, weight: float, uniform: float) -> dict[int, float]:
     from lifelong.models.byte_selector import ByteBigramSelector
 
-    selector = ByteBigramSelector(weight=weight)
+    selector = ByteBigramSelector(weight=weight, uniform=uniform)
     for e, w in enumerate(train):
         selector.update(e, None, w)
     return prefix_accuracy([selector.scores(None, tokens=w) for w in test])
@@ -113,7 +114,8 @@ def measure(seed: int) -> dict[str, dict[int, float]]:
     cfg = load_config(root / "configs" / "text_domains.yaml", [f"seed={seed}"])
     bench = build_stream_from_config(cfg).benchmark
     train, test = windows(bench.train_stream), windows(bench.test_stream)
-    out = {f"bigram λ={w}": bigram_accuracy(train, test, w) for w in (0.1, 0.3, 0.5)}
+    grid = [(0.5, 0.2), (0.3, 0.2), (0.5, 0.05), (0.1, 0.0), (0.3, 0.0), (0.5, 0.0)]
+    out = {f"bigram λ={w}, ε={u}": bigram_accuracy(train, test, w, u) for w, u in grid}
     out["trigram λ=0.3"] = trigram_accuracy(train, test)
     out["logistic (all domains at once)"] = logistic_accuracy(train, test)
     return out

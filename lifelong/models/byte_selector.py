@@ -7,12 +7,19 @@ counts is measured in docs/task_inference.md (it adds noise, not evidence). Per
 experience e the selector keeps the byte counts c_e(b) and the bigram counts c_e(a, b);
 byte t scores
 
-    log( λ·p_e(x_t | x_{t-1}) + (1 - λ)·p_e(x_t) )
+    log( (1 - ε)·[λ·p_e(x_t | x_{t-1}) + (1 - λ)·p_e(x_t)] + ε / 256 )
 
 an interpolated (Jelinek & Mercer 1980) bigram, p_e(b) add-½ smoothed and the bigram
-term falling back to it where the context byte was never seen in e. ``GrowingExperts``
-sums the scores over bytes 0..t (causal), so the stage of byte t is the naive-Bayes
-posterior mode given the prefix. Memory: (256² + 256) counts per experience.
+term falling back to it where the context byte was never seen in e, and the
+interpolation ended at the uniform distribution over bytes (the zeroth order of Chen &
+Goodman, "An empirical study of smoothing techniques for language modeling", 1999, §2.3).
+That last level is what makes the identifier robust to text unlike any experience: with
+add-½ alone a byte never seen in e (a space, to an experience of comma-separated tables)
+costs log(½ / N_e), about -14 nats, and one such byte outweighs the evidence of many
+ordinary ones; the uniform level caps that cost at log(ε / 256) (-7.2 at ε = 0.2).
+``GrowingExperts`` sums the scores over bytes 0..t (causal), so the stage of byte t is
+the naive-Bayes posterior mode given the prefix. Memory: (256² + 256) counts per
+experience.
 """
 
 import torch
@@ -25,11 +32,20 @@ from ..data.byte_windows import BYTE_VOCAB
 class ByteBigramSelector(nn.Module):
     """Args:
     weight: λ, the bigram's share of the interpolation, 0 < λ < 1.
+    uniform: ε, the uniform distribution's share, 0 <= ε < 1. Both were chosen on
+        held-out training files (docs/task_inference.md): 32-byte accuracy is flat for λ
+        in 0.3-0.7 and for ε in 0.1-0.3.
     """
 
-    def __init__(self, *, weight: float = 0.5):
+    def __init__(self, *, weight: float = 0.5, uniform: float = 0.2):
         super().__init__()
         self.weight = fraction("weight", weight)
+        number = isinstance(uniform, int | float) and not isinstance(uniform, bool)
+        if not number or not 0 <= uniform < 1:
+            raise ValueError(f"uniform={uniform!r} must be a number in [0, 1)")
+        # A buffer, so a checkpoint records the ε its run scored with (one written before
+        # this level existed loads as ε = 0, its run's selector).
+        self.register_buffer("uniform", torch.tensor(float(uniform), dtype=torch.float64))
         self.register_buffer("unigram", torch.zeros(0, BYTE_VOCAB, dtype=torch.float64))  # (E, V)
         self.register_buffer(
             "bigram", torch.zeros(0, BYTE_VOCAB, BYTE_VOCAB, dtype=torch.float64)
@@ -53,14 +69,17 @@ class ByteBigramSelector(nn.Module):
         self._tables = None
 
     def log_tables(self) -> tuple[Tensor, Tensor]:
-        """(E, V) log p_e(b) and (E, V, V) log(λ·p_e(b | a) + (1 - λ)·p_e(b)), float32,
-        computed in float64 once per change of the counts: scoring is then one gather per
-        byte, which is what keeps inference within a few percent of evaluation."""
+        """(E, V) log((1 - ε)·p_e(b) + ε/V) and (E, V, V) log((1 - ε)·[λ·p_e(b | a) +
+        (1 - λ)·p_e(b)] + ε/V), float32, computed in float64 once per change of the
+        counts: scoring is then one gather per byte, which is what keeps inference within
+        a few percent of evaluation."""
         if self._tables is None:
             unigram = (self.unigram + 0.5) / (self.unigram + 0.5).sum(-1, keepdim=True)  # (E, V)
             seen = self.bigram.sum(-1, keepdim=True)  # (E, V, 1): how often each context occurs
             bigram = torch.where(seen > 0, self.bigram / seen.clamp(min=1), unigram[:, None, :])
             mix = self.weight * bigram + (1 - self.weight) * unigram[:, None, :]
+            eps = self.uniform
+            unigram, mix = ((1 - eps) * p + eps / BYTE_VOCAB for p in (unigram, mix))
             self._tables = (unigram.log().float(), mix.log().float())
         return self._tables
 
@@ -83,12 +102,16 @@ class ByteBigramSelector(nn.Module):
         return out.masked_fill(empty, float("-inf"))
 
     def nbytes(self) -> int:
-        return sum(b.numel() * b.element_size() for b in self.buffers())
+        """The memory of the counts."""
+        return sum(b.numel() * b.element_size() for b in (self.unigram, self.bigram))
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         # One row per experience seen: take the saved shapes.
         for name in ("unigram", "bigram"):
             if prefix + name in state_dict:
                 setattr(self, name, state_dict[prefix + name].clone())
+        if prefix + "uniform" not in state_dict and prefix + "unigram" in state_dict:
+            # Written before the uniform level: score as that run's selector did.
+            state_dict[prefix + "uniform"] = torch.zeros((), dtype=torch.float64)
         self._tables = None
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)

@@ -25,7 +25,7 @@ def test_n_gram_identifiers_separate_domains_of_different_bytes():
     a = torch.randint(0, 128, (32, 64), generator=gen)  # low bytes
     b = torch.randint(128, 256, (32, 64), generator=gen)  # high bytes
     for accuracy in (
-        domain_id.bigram_accuracy([a, b], [a[:8], b[:8]], 0.5),
+        domain_id.bigram_accuracy([a, b], [a[:8], b[:8]], 0.5, 0.2),
         domain_id.trigram_accuracy([a, b], [a[:8], b[:8]]),
     ):
         assert all(v == 1.0 for v in accuracy.values())
