@@ -16,6 +16,7 @@ times the compute of one routed forward.
 """
 
 import torch
+from avalanche.models.utils import avalanche_forward
 from torch import Tensor, nn
 
 from .growing import GrowingExperts, routed_as_trained
@@ -37,8 +38,6 @@ def trained_experiences(model: nn.Module) -> list[int]:
 def stage_mixture_log_probs(model: nn.Module, x: Tensor, task_labels: Tensor) -> Tensor:
     """(B, T) bytes -> (B, T, V) log p(x_{t+1} | x_{<=t}) of the posterior mixture over the
     trained experiences' stages (usable as logits: they are normalised log-probabilities)."""
-    from avalanche.models.utils import avalanche_forward
-
     assert x.dim() == 2, f"x has shape {tuple(x.shape)}; expected (B, T) bytes"
     stages = []
     for e in trained_experiences(model):
