@@ -2,15 +2,17 @@
 inference on the byte LM runs against, measured without any model.
 
     python benchmarks/domain_id.py --seeds 0 1 2 --json domain_id.json
+    python benchmarks/domain_id.py --seeds 0 1 2 3 --validation
 
 On each seed's text_domains stream (the default config's windows: whole documents held
-out for testing), for prefixes of 1-64 bytes of every test window, the accuracy of:
+out for testing; ``--validation``: held-out training files instead), for prefixes of
+1-64 bytes of every test window, the accuracy of:
 
 - ``bigram λ, ε``: the library's causal naive Bayes (``ByteBigramSelector``) with bigram
   weight λ and uniform weight ε (ε = 0: add-½ smoothing only), counts from each domain's
   training windows, as a run fills them;
-- ``trigram``: the same with a trigram level on top (Jelinek-Mercer interpolation, each
-  level weighted λ = 0.3 over the one below);
+- ``n-gram``: the same interpolation carried to orders 3 and 4 (Jelinek-Mercer, each
+  level weighted λ over the one below, the top level mixed with the uniform at ε);
 - ``logistic``: a discriminative upper reference, not a selector a continual learner may
   use: logistic regression on the 1-4-byte n-gram counts of the prefix, fitted on the
   prefixes of every domain's training windows at once (it sees all domains together).
@@ -28,6 +30,7 @@ import numpy as np
 import torch
 
 PREFIXES = (1, 8, 16, 32, 64)
+V = 256  # bytes
 
 
 def windows(stream) -> list[torch.Tensor]:
@@ -44,33 +47,51 @@ def bigram_accuracy(train, test, weight: float, uniform: float) -> dict[int, flo
     return prefix_accuracy([selector.scores(None, tokens=w) for w in test])
 
 
-def trigram_accuracy(train, test, weight: float = 0.3) -> dict[int, float]:
-    """Interpolated unigram -> bigram -> trigram, each level λ·ML + (1-λ)·level below, ML
-    falling back to the level below for a context never seen."""
-    V = 256
-
-    def counts(w, n):  # n-gram codes of every position t >= n-1
-        codes = sum(w[:, n - 1 - k : w.shape[1] - k] * V**k for k in range(n))
-        return torch.bincount(codes.reshape(-1), minlength=V**n).double()
-
+def ngram_accuracy(train, test, order: int, weight: float, uniform: float) -> dict[int, float]:
+    """The selector's interpolation carried to higher orders: level n is λ·ML(b | the n-1
+    bytes before) + (1-λ)·level n-1 (falling back to level n-1 for a context never seen),
+    level 1 the add-½ unigram, and the top level mixed with the uniform at ε."""
     scores = [[] for _ in test]
     for w in train:
-        uni = counts(w, 1) + 0.5
-        tables = [uni / uni.sum(), counts(w, 2).view(V, V), counts(w, 3).view(V * V, V)]
+        unigram = torch.bincount(w.reshape(-1), minlength=V).double() + 0.5
+        levels = [_Counts(grams(w, n)) for n in range(2, order + 1)]
         for i, x in enumerate(test):
-            p = tables[0][x]  # (N, T)
-            for order in (2, 3):
-                table = tables[order - 1]
-                ctx = sum(
-                    x[:, order - 1 - k : x.shape[1] - k] * V ** (k - 1) for k in range(1, order)
-                )
-                seen = table.sum(-1)[ctx]
-                ml = table[ctx, x[:, order - 1 :]] / seen.clamp(min=1)
-                below = p[:, order - 1 :]
+            p = (unigram / unigram.sum())[x]  # (N, T)
+            for n, counts in enumerate(levels, start=2):
+                g = grams(x, n)  # (N, T-n+1)
+                seen = counts.context(g // V)
+                ml = counts.full(g) / seen.clamp(min=1)
+                below = p[:, n - 1 :]
                 level = torch.where(seen > 0, weight * ml + (1 - weight) * below, below)
-                p = torch.cat([p[:, : order - 1], level], 1)
-            scores[i].append(p.log())
+                p = torch.cat([p[:, : n - 1], level], 1)
+            scores[i].append(torch.log((1 - uniform) * p + uniform / V))
     return prefix_accuracy([torch.stack(s, -1).float() for s in scores])
+
+
+def grams(w: torch.Tensor, n: int) -> torch.Tensor:
+    """(N, T) bytes -> (N, T-n+1) codes of the n-grams ending at t >= n-1."""
+    return sum(w[:, n - 1 - k : w.shape[1] - k] * V**k for k in range(n))
+
+
+class _Counts:
+    """Sparse counts of n-gram codes and of their contexts (code // V), by sorted lookup:
+    V**4 dense counts would not fit."""
+
+    def __init__(self, codes: torch.Tensor):
+        self._full = torch.unique(codes.reshape(-1), return_counts=True)
+        self._context = torch.unique(codes.reshape(-1) // V, return_counts=True)
+
+    @staticmethod
+    def _get(table, q: torch.Tensor) -> torch.Tensor:
+        keys, counts = table
+        i = torch.searchsorted(keys, q).clamp(max=keys.numel() - 1)
+        return torch.where(keys[i] == q, counts[i], 0).double()
+
+    def full(self, q: torch.Tensor) -> torch.Tensor:
+        return self._get(self._full, q)
+
+    def context(self, q: torch.Tensor) -> torch.Tensor:
+        return self._get(self._context, q)
 
 
 def prefix_accuracy(scores: list[torch.Tensor]) -> dict[int, float]:
@@ -106,17 +127,19 @@ def logistic_accuracy(train, test) -> dict[int, float]:
     return out
 
 
-def measure(seed: int) -> dict[str, dict[int, float]]:
+def measure(seed: int, validation: bool = False) -> dict[str, dict[int, float]]:
     from lifelong.config import load_config
     from lifelong.experiment import build_stream_from_config
 
     root = Path(__file__).resolve().parents[1]
-    cfg = load_config(root / "configs" / "text_domains.yaml", [f"seed={seed}"])
+    overrides = [f"seed={seed}"] + (["stream.validation=true"] if validation else [])
+    cfg = load_config(root / "configs" / "text_domains.yaml", overrides)
     bench = build_stream_from_config(cfg).benchmark
     train, test = windows(bench.train_stream), windows(bench.test_stream)
     grid = [(0.5, 0.2), (0.3, 0.2), (0.5, 0.05), (0.1, 0.0), (0.3, 0.0), (0.5, 0.0)]
     out = {f"bigram λ={w}, ε={u}": bigram_accuracy(train, test, w, u) for w, u in grid}
-    out["trigram λ=0.3"] = trigram_accuracy(train, test)
+    for order, w, u in [(3, 0.3, 0.0), (3, 0.5, 0.2), (4, 0.5, 0.2)]:
+        out[f"{order}-gram λ={w}, ε={u}"] = ngram_accuracy(train, test, order, w, u)
     out["logistic (all domains at once)"] = logistic_accuracy(train, test)
     return out
 
@@ -126,15 +149,23 @@ def main(argv=None) -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument(
+        "--validation",
+        action="store_true",
+        help="score held-out training files (stream.validation=true), not the test files",
+    )
     p.add_argument("--json", metavar="PATH")
     args = p.parse_args(argv)
     warnings.filterwarnings("ignore")
-    per_seed = [measure(s) for s in args.seeds]
+    per_seed = [measure(s, args.validation) for s in args.seeds]
     result = {
         method: {p: float(np.mean([r[method][p] for r in per_seed])) for p in PREFIXES}
         for method in per_seed[0]
     }
-    text = json.dumps({"seeds": args.seeds, "accuracy": result}, indent=1, ensure_ascii=False)
+    split = "validation" if args.validation else "test"
+    text = json.dumps(
+        {"seeds": args.seeds, "split": split, "accuracy": result}, indent=1, ensure_ascii=False
+    )
     if args.json:
         with open(args.json, "w") as f:
             f.write(text + "\n")

@@ -26,9 +26,25 @@ def test_n_gram_identifiers_separate_domains_of_different_bytes():
     b = torch.randint(128, 256, (32, 64), generator=gen)  # high bytes
     for accuracy in (
         domain_id.bigram_accuracy([a, b], [a[:8], b[:8]], 0.5, 0.2),
-        domain_id.trigram_accuracy([a, b], [a[:8], b[:8]]),
+        domain_id.ngram_accuracy([a, b], [a[:8], b[:8]], 3, 0.3, 0.0),
+        domain_id.ngram_accuracy([a, b], [a[:8], b[:8]], 4, 0.5, 0.2),
     ):
         assert all(v == 1.0 for v in accuracy.values())
     # Identical domains: every guess is the first (ties go to the lower index).
-    tied = domain_id.trigram_accuracy([a, a], [a[:8], a[8:16]])
+    tied = domain_id.ngram_accuracy([a, a], [a[:8], a[8:16]], 4, 0.5, 0.2)
     assert tied[64] == 0.5
+
+
+def test_order_two_is_the_library_bigram():
+    # Overlapping byte ranges, so that the guesses are not all right and the two must agree
+    # on every prefix: the interpolation carried to order 2 is the selector's.
+    gen = torch.Generator().manual_seed(1)
+    a = torch.randint(0, 40, (64, 64), generator=gen)
+    b = torch.randint(30, 70, (64, 64), generator=gen)
+    test = [
+        torch.randint(0, 40, (16, 64), generator=gen),
+        torch.randint(30, 70, (16, 64), generator=gen),
+    ]
+    ngram = domain_id.ngram_accuracy([a, b], test, 2, 0.5, 0.2)
+    assert ngram == domain_id.bigram_accuracy([a, b], test, 0.5, 0.2)
+    assert ngram[1] < 1.0
