@@ -6,16 +6,19 @@
 
 For every seed it trains the suite's cell "PEER + growth in both blocks, plasticity fix,
 inferred (byte bigram)" (``configs/text_domains_no_labels.yaml`` at the suite's widths) and
-dense replay at 1, 2 and 4 epochs per domain, then scores the PEER run's final weights with
-``lifelong eval``'s three routings:
+dense replay at 1, 2 and 4 epochs per domain, twice: at the suite's widths (sized to the
+stream's one-block PEER layer of 8 heads: 131,712 active parameters per token) and at this
+config's (a dense FFN in both blocks, sized to its two 4-head layers: 101,504, equal to
+PEER's); then it scores the PEER run's final weights with ``lifelong eval``'s three
+routings:
 
 - ``inferred``: the byte bigram's stage for every byte (the run's own figure);
 - ``oracle``: every window routed to its own domain's stage (the stage given);
 - ``posterior``: every stage's prediction, mixed by its posterior given the prefix
   (E forward passes per batch).
 
-Prints JSON: the final perplexity of each seed, mean ± std (population) over seeds, dense
-replay's best epoch budget (lowest mean), and each routing's ratio to it
+Prints JSON: the final perplexity of each seed, mean ± std (population) over seeds, each
+dense replay's best epoch budget (lowest mean), and each routing's ratio to it
 (docs/task_inference.md, "Where the gap comes from").
 """
 
@@ -31,8 +34,10 @@ ROOT = Path(__file__).resolve().parents[1]
 STREAM = "text_domains"
 PEER = "PEER + growth in both blocks, plasticity fix, inferred (byte bigram)"
 REPLAY = "dense replay"
+REPLAY_EQUAL = "dense replay at the config's widths"  # not a suite method: see run_task
 REPLAY_EPOCHS = (1, 2, 4)
 ROUTINGS = ("inferred", "oracle", "posterior")
+SHAPE = ("model.expert_blocks=", "model.peer.")  # the overrides that shape PEER's layers
 
 
 @functools.cache
@@ -53,10 +58,17 @@ def run_task(task: tuple) -> dict:
     from lifelong.training.run import run
 
     method, epochs, seed, quick, runs_dir, overrides = task
-    cfg = _suite().cell_config(STREAM, method, seed, quick, Path(runs_dir))
+    suite = _suite()
+    cfg = suite.cell_config(
+        STREAM, REPLAY if method == REPLAY_EQUAL else method, seed, quick, Path(runs_dir)
+    )
     extra = [*overrides, *([f"train.epochs={epochs}"] if epochs else [])]
+    if method == REPLAY_EQUAL:  # PEER's layer shape, then the dense widths fitted to it
+        extra = [o for o in suite.BY_NAME[PEER].overrides if o.startswith(SHAPE)] + extra
     cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist(extra))
-    key = "peer" if method == PEER else f"replay_{epochs}ep"
+    if method == REPLAY_EQUAL:
+        suite.equalize_active_params(cfg, suite.peer_growths(STREAM, quick))
+    key = {PEER: "peer", REPLAY: f"replay_{epochs}ep"}.get(method, f"replay_equal_{epochs}ep")
     cfg.name = f"{key}-{seed}"
     run_dir = run(cfg)
     if method != PEER:
@@ -72,8 +84,9 @@ def _perplexity(run_dir: Path) -> float:
 
 
 def summarize(records: list[dict]) -> dict:
-    """{"seeds", "per_seed": {name: [...]}, "mean_std": {name: [mean, std]},
-    "replay_best", "ratio_to_replay_best": {routing: mean / best replay mean}}."""
+    """{"seeds", "per_seed": {name: [...]}, "mean_std": {name: [mean, std]}, and for each
+    replay ("replay": the suite's widths, "replay_equal": the config's) its best epoch
+    budget ("replay_best") and {routing: mean / its mean} ("ratio_to_replay_best")}."""
     per_seed: dict[str, list[float]] = {}
     for rec in sorted(records, key=lambda r: r["seed"]):
         if rec["key"] == "peer":
@@ -85,17 +98,15 @@ def summarize(records: list[dict]) -> dict:
         name: [statistics.fmean(v), statistics.pstdev(v) if len(v) > 1 else 0.0]
         for name, v in per_seed.items()
     }
-    replays = [f"replay_{e}ep" for e in REPLAY_EPOCHS]
-    best = min(replays, key=lambda name: mean_std[name][0])
-    return {
-        "seeds": sorted({r["seed"] for r in records}),
-        "per_seed": per_seed,
-        "mean_std": mean_std,
-        "replay_best": best,
-        "ratio_to_replay_best": {
+    out = {"seeds": sorted({r["seed"] for r in records}), "per_seed": per_seed}
+    out["mean_std"] = mean_std
+    for family in ("replay", "replay_equal"):
+        best = min((f"{family}_{e}ep" for e in REPLAY_EPOCHS), key=lambda name: mean_std[name][0])
+        out[f"{family}_best"] = best
+        out[f"ratio_to_{family}_best"] = {
             routing: mean_std[f"peer_{routing}"][0] / mean_std[best][0] for routing in ROUTINGS
-        },
-    }
+        }
+    return out
 
 
 def main(argv=None) -> int:
@@ -110,7 +121,10 @@ def main(argv=None) -> int:
     tasks = [
         (method, epochs, seed, args.quick, args.runs_dir, args.overrides)
         for seed in args.seeds
-        for method, epochs in [(PEER, None), *((REPLAY, e) for e in REPLAY_EPOCHS)]
+        for method, epochs in [
+            (PEER, None),
+            *((replay, e) for replay in (REPLAY, REPLAY_EQUAL) for e in REPLAY_EPOCHS),
+        ]
     ]
     result = summarize(_suite().run_tasks(tasks, args.jobs, fn=run_task))
     text = json.dumps(result, indent=2)

@@ -28,6 +28,17 @@ def test_summary_means_stds_best_replay_and_ratios():
                 (4, 1, 25.0),
             ]
         ),
+        *(
+            {"key": f"replay_equal_{e}ep", "seed": s, "perplexity": p}
+            for e, s, p in [
+                (1, 0, 23.0),
+                (1, 1, 25.0),
+                (2, 0, 30.0),
+                (2, 1, 30.0),
+                (4, 0, 40.0),
+                (4, 1, 20.0),
+            ]
+        ),
     ]
     out = routing_gap.summarize(records)
     assert out["seeds"] == [0, 1]
@@ -35,6 +46,12 @@ def test_summary_means_stds_best_replay_and_ratios():
     assert out["mean_std"]["peer_oracle"] == [19.0, 1.0]  # population std of 18, 20
     assert out["replay_best"] == "replay_2ep"  # means 32, 20, 25
     assert out["ratio_to_replay_best"] == {"inferred": 21 / 20, "oracle": 19 / 20, "posterior": 0.9}
+    assert out["replay_equal_best"] == "replay_equal_1ep"  # means 24, 30, 30
+    assert out["ratio_to_replay_equal_best"] == {
+        "inferred": 21 / 24,
+        "oracle": 19 / 24,
+        "posterior": 18 / 24,
+    }
 
 
 def test_one_tiny_seed_matches_the_runs_files(tmp_path):
@@ -53,3 +70,7 @@ def test_one_tiny_seed_matches_the_runs_files(tmp_path):
         replay = json.loads((tmp_path / f"replay_{epochs}ep-0" / "metrics.json").read_text())
         assert out["per_seed"][f"replay_{epochs}ep"] == [replay["perplexity"]]
         assert replay["params"]["active_per_token"] >= metrics["params"]["active_per_token"]
+        equal = json.loads((tmp_path / f"replay_equal_{epochs}ep-0" / "metrics.json").read_text())
+        assert out["per_seed"][f"replay_equal_{epochs}ep"] == [equal["perplexity"]]
+        # A dense FFN in each of PEER's blocks, at PEER's active parameters per token.
+        assert equal["params"]["active_per_token"] == metrics["params"]["active_per_token"]
