@@ -13,32 +13,21 @@ routing_gap = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(routing_gap)
 
 
+def replay_records(family: str, per_epochs: dict[int, tuple[float, ...]]) -> list[dict]:
+    """{epochs: (perplexity at seed 0, seed 1, ...)} -> run_task's records of one replay."""
+    return [
+        {"key": f"{family}_{e}ep", "seed": s, "perplexity": p}
+        for e, ps in per_epochs.items()
+        for s, p in enumerate(ps)
+    ]
+
+
 def test_summary_means_stds_best_replay_and_ratios():
     records = [
         {"key": "peer", "seed": 1, "inferred": 22.0, "oracle": 20.0, "posterior": 19.0},
         {"key": "peer", "seed": 0, "inferred": 20.0, "oracle": 18.0, "posterior": 17.0},
-        *(
-            {"key": f"replay_{e}ep", "seed": s, "perplexity": p}
-            for e, s, p in [
-                (1, 0, 30.0),
-                (1, 1, 34.0),
-                (2, 0, 19.0),
-                (2, 1, 21.0),
-                (4, 0, 25.0),
-                (4, 1, 25.0),
-            ]
-        ),
-        *(
-            {"key": f"replay_equal_{e}ep", "seed": s, "perplexity": p}
-            for e, s, p in [
-                (1, 0, 23.0),
-                (1, 1, 25.0),
-                (2, 0, 30.0),
-                (2, 1, 30.0),
-                (4, 0, 40.0),
-                (4, 1, 20.0),
-            ]
-        ),
+        *replay_records("replay", {1: (30.0, 34.0), 2: (19.0, 21.0), 4: (25.0, 25.0)}),
+        *replay_records("replay_equal", {1: (23.0, 25.0), 2: (30.0, 30.0), 4: (40.0, 20.0)}),
     ]
     out = routing_gap.summarize(records)
     assert out["seeds"] == [0, 1]
