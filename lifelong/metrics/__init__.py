@@ -5,6 +5,7 @@
 - ``plugins``: Avalanche plugin metrics collecting both during a run (the matrix, expert
   usage and MoE load; the last two share ``RoutingMetric``).
 - ``task_inference``: how often inferred routing picks the right experience.
+- ``lr_metric``: the learning rate each training experience ran at.
 - ``registry``: ``RUN_METRICS``, the metrics every run collects and reports.
 - ``plots``: PNG figures of matrices, forgetting curves and usage maps; ``usage_image``:
   the usage map TensorBoard shows.
@@ -14,6 +15,7 @@
 
 from .continual import per_experience_forgetting, summarize_matrix
 from .experts import expert_usage, kl_nonuniformity, kl_normalized, pool_grid, usage_grid
+from .lr_metric import LearningRateMetric
 from .moe_metric import tokens_per_expert
 from .names import NAMESPACE, format_metric_name, strategy_metric_name
 from .plots import curves_png, matrix_png, usage_png, usage_rgb
@@ -35,6 +37,7 @@ __all__ = [
     "RUN_METRICS",
     "ExperienceMatrix",
     "ExpertUsageMetric",
+    "LearningRateMetric",
     "MoEMetric",
     "RoutingMetric",
     "TaskInferenceMetric",

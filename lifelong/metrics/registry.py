@@ -12,9 +12,9 @@ Avalanche plugin metric with two more methods the run report calls:
 
 from torch import nn
 
+from .lr_metric import LearningRateMetric
 from .matrix_metric import ExperienceMatrix
 from .moe_metric import MoEMetric
-from .progress import TrainingProgress
 from .task_inference import TaskInferenceMetric
 from .usage_metric import ExpertUsageMetric
 
@@ -36,14 +36,19 @@ def _task_inference(task: str, model: nn.Module) -> TaskInferenceMetric:
     return TaskInferenceMetric(model)  # reports only where routing infers the experience
 
 
+def _learning_rate(task: str, model: nn.Module) -> LearningRateMetric:
+    return LearningRateMetric()
+
+
 RUN_METRICS = (
     ("matrix", _matrix),
     ("usage", _usage),
     ("moe", _moe),
     ("task_inference", _task_inference),
+    ("learning_rate", _learning_rate),
 )
 
 
-def run_metrics(task: str, model: nn.Module) -> dict[str, TrainingProgress]:
+def run_metrics(task: str, model: nn.Module) -> dict:
     """{name: metric} of ``RUN_METRICS``, built in its order for a run of ``task``."""
     return {name: factory(task, model) for name, factory in RUN_METRICS}

@@ -114,5 +114,6 @@ def restore(
         datasets={int(e.current_experience): e.dataset for e in experiences},
     )
     for name, metric in metrics.items():
-        metric.load_state_dict(state["metrics"][name])
+        if name in state["metrics"]:  # a metric added since the checkpoint starts empty
+            metric.load_state_dict(state["metrics"][name])
     set_rng_state(state["rng"])  # last: everything above may have drawn random numbers

@@ -26,6 +26,7 @@ from lifelong.metrics import (
     RUN_METRICS,
     ExperienceMatrix,
     ExpertUsageMetric,
+    LearningRateMetric,
     MoEMetric,
     expert_usage,
     kl_nonuniformity,
@@ -93,19 +94,23 @@ def matrix_keys(kind: str, average: str) -> list[str]:
 
 
 def test_the_list_names_the_checkpoint_keys_and_builds_per_task():
-    assert [name for name, _ in RUN_METRICS] == ["matrix", "usage", "moe", "task_inference"]
+    names = ["matrix", "usage", "moe", "task_inference", "learning_rate"]
+    assert [name for name, _ in RUN_METRICS] == names
     model = PeerMoENet()
     metrics = run_metrics("classification", model)
-    assert list(metrics) == ["matrix", "usage", "moe", "task_inference"]
+    assert list(metrics) == names
     assert isinstance(metrics["matrix"], ExperienceMatrix) and metrics["matrix"].kind == "accuracy"
     assert isinstance(metrics["usage"], ExpertUsageMetric) and metrics["usage"].model is model
     assert isinstance(metrics["moe"], MoEMetric) and metrics["moe"].model is None
+    assert isinstance(metrics["learning_rate"], LearningRateMetric)
     assert run_metrics("lm", model)["matrix"].kind == "perplexity"
 
 
 def test_classification_reports(classification):
-    matrix, usage, moe, inference = classification.metrics.values()
+    matrix, usage, moe, inference, rate = classification.metrics.values()
     assert inference.report() == {}  # no layer infers its experience: metrics.json unchanged
+    # make_strategy's constant rate, once per trained experience
+    assert rate.report() == {"learning_rate": [{"mean": 1e-2, "last": 1e-2}] * 2}
     report = matrix.report()
     assert list(report) == matrix_keys("accuracy", "average_accuracy")
     R, initial = matrix.matrix, matrix.initial
@@ -172,7 +177,7 @@ def test_classification_plots(classification, tmp_path, monkeypatch):
 
 
 def test_lm_run_without_expert_layers(lm, tmp_path):
-    matrix, usage, moe, inference = lm.metrics.values()
+    matrix, usage, moe, inference, _ = lm.metrics.values()
     assert inference.report() == {}
     report = matrix.report()
     bits_keys = ["bits_per_byte_matrix", "bits_per_byte", "forgetting_bits_per_byte"]
@@ -206,7 +211,7 @@ def test_lm_run_without_expert_layers(lm, tmp_path):
 
 def test_reports_before_any_evaluation(tmp_path):
     metrics = run_metrics("classification", PeerMoENet())
-    matrix, usage, moe, inference = metrics.values()
+    matrix, usage, moe, inference, rate = metrics.values()
     for metric in metrics.values():
         metric.save_plots(tmp_path, experience_names=["a", "b"])
     assert list(tmp_path.iterdir()) == []  # nothing to draw yet, and no error
@@ -221,13 +226,14 @@ def test_reports_before_any_evaluation(tmp_path):
         "expert_layers": {},
     }
     assert moe.report() == {}
+    assert rate.report() == {}  # no experience trained: metrics.json keeps its keys
 
 
 def test_checkpointed_state_restores_the_reports(classification):
     fresh = run_metrics("classification", classification.model)
     for name, metric in classification.metrics.items():
         state = metric.state_dict()
-        if name != "matrix":  # the attribute names existing checkpoints hold
+        if name not in ("matrix", "learning_rate"):  # what existing checkpoints hold
             assert set(state) == {"trained", "history", "_latest_overall"}
         fresh[name].load_state_dict(state)
         assert fresh[name].report() == metric.report()

@@ -75,6 +75,23 @@ def test_interrupted_run_resumes_to_identical_metrics(tmp_path, monkeypatch, met
     assert _metrics(resumed) == _metrics(reference)
 
 
+def test_a_checkpoint_from_before_a_metric_existed_resumes(tmp_path, monkeypatch):
+    """A metric added to the run since the checkpoint was written starts empty on resume
+    instead of failing it: here the learning-rate metric, whose state is deleted."""
+    from lifelong.training.checkpoint import load_checkpoint, save_checkpoint
+
+    overrides = ["train.epochs=2", "log.tensorboard=false"]
+    _interrupted_run(monkeypatch, _config(tmp_path, "old", *overrides), after=1)
+    path = tmp_path / "old" / CHECKPOINT
+    state = load_checkpoint(path)
+    del state["metrics"]["learning_rate"]
+    save_checkpoint(path, state)
+    resumed = _metrics(run(_config(tmp_path, "old", *overrides, "resume=true")))
+    reference = _metrics(run(_config(tmp_path, "reference", *overrides)))
+    assert resumed["learning_rate"] == reference["learning_rate"][1:]  # the second only
+    assert resumed["accuracy_matrix"] == reference["accuracy_matrix"]
+
+
 def test_two_seeded_runs_write_identical_metrics(tmp_path):
     a = run(_config(tmp_path, "a", "train.epochs=2", "log.tensorboard=false"))
     b = run(_config(tmp_path, "b", "train.epochs=2", "log.tensorboard=false"))
