@@ -19,13 +19,16 @@ routings:
 
 Prints JSON: the final perplexity of each seed, mean ± std (population) over seeds, each
 dense replay's best epoch budget (lowest mean), and each routing's ratio to it
-(docs/task_inference.md, "Where the gap comes from").
+(docs/task_inference.md, "Where the gap comes from"). ``{run}_just_trained`` is each run's
+perplexity on every domain right after training it (the geometric mean of its matrix's
+diagonal): how well it learnt the new domains, before what later training did to them.
 """
 
 import argparse
 import functools
 import importlib.util
 import json
+import math
 import statistics
 import sys
 from pathlib import Path
@@ -71,9 +74,10 @@ def run_task(task: tuple) -> dict:
     key = {PEER: "peer", REPLAY: f"replay_{epochs}ep"}.get(method, f"replay_equal_{epochs}ep")
     cfg.name = f"{key}-{seed}"
     run_dir = run(cfg)
+    just_trained = _just_trained(run_dir)
     if method != PEER:
-        return {"key": key, "seed": seed, "perplexity": _perplexity(run_dir)}
-    scores = {"inferred": _perplexity(run_dir)}
+        return {"key": key, "seed": seed, "perplexity": _perplexity(run_dir), **just_trained}
+    scores = {"inferred": _perplexity(run_dir), **just_trained}
     for routing in ROUTINGS[1:]:
         scores[routing] = evaluate_run(run_dir, [f"routing={routing}"])["average"]
     return {"key": key, "seed": seed, **scores}
@@ -83,8 +87,16 @@ def _perplexity(run_dir: Path) -> float:
     return json.loads((run_dir / "metrics.json").read_text())["perplexity"]
 
 
+def _just_trained(run_dir: Path) -> dict:
+    """{"just_trained": the geometric mean over domains j of perplexity R[j][j]}."""
+    matrix = json.loads((run_dir / "metrics.json").read_text())["perplexity_matrix"]
+    logs = [math.log(row[j]) for j, row in enumerate(matrix)]
+    return {"just_trained": math.exp(statistics.fmean(logs))}
+
+
 def summarize(records: list[dict]) -> dict:
-    """{"seeds", "per_seed": {name: [...]}, "mean_std": {name: [mean, std]}, and for each
+    """{"seeds", "per_seed": {name: [...]}, "mean_std": {name: [mean, std]} (names: each
+    routing of PEER, each replay run, and each run's ``_just_trained``), and for each
     replay ("replay": the suite's widths, "replay_equal": the config's) its best epoch
     budget ("replay_best") and {routing: mean / its mean} ("ratio_to_replay_best")}."""
     per_seed: dict[str, list[float]] = {}
@@ -94,6 +106,7 @@ def summarize(records: list[dict]) -> dict:
                 per_seed.setdefault(f"peer_{routing}", []).append(rec[routing])
         else:
             per_seed.setdefault(rec["key"], []).append(rec["perplexity"])
+        per_seed.setdefault(f"{rec['key']}_just_trained", []).append(rec["just_trained"])
     mean_std = {
         name: [statistics.fmean(v), statistics.pstdev(v) if len(v) > 1 else 0.0]
         for name, v in per_seed.items()

@@ -111,6 +111,13 @@ def check_config(cfg: DictConfig, *, error: type[ValueError]) -> None:
             f"dist.shard_experts=true spreads PEER's expert tables over the ranks; "
             f"model.ffn={cfg.model.ffn} has none: use model.ffn=peer or dist.shard_experts=false"
         )
+    lm = cfg.model.kind == "transformer"
+    if cfg.train.regularizer == "gen_distill" and not (lm and cfg.growth.routing == "inferred"):
+        raise error(
+            "train.regularizer=gen_distill samples each stage's own text, so it needs a byte "
+            "language model with inferred routing: set growth.routing=inferred on a text "
+            "stream, or choose another regularizer (l2, ewc, si, distill)"
+        )
     device = str(cfg.device)
     if device not in ("auto", "cpu", "cuda") and not device.startswith("cuda:"):
         raise error(f"device={device!r} is not supported; choose auto, cpu, cuda or cuda:N")

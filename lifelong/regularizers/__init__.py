@@ -7,6 +7,7 @@ strategy = Naive(model=model, ..., plugins=[plugin])
 from .base import ExperienceData, Regularizer
 from .distill import DistillationRegularizer, distillation_kl
 from .ewc import EWCRegularizer, empirical_fisher
+from .gen_distill import GenerativeDistillation
 from .l2 import L2Regularizer
 from .plugin import RegularizationPlugin, experience_data
 from .registry import REGULARIZERS, build_regularizer
@@ -18,6 +19,7 @@ __all__ = [
     "DistillationRegularizer",
     "EWCRegularizer",
     "ExperienceData",
+    "GenerativeDistillation",
     "L2Regularizer",
     "RegularizationPlugin",
     "Regularizer",

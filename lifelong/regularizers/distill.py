@@ -78,7 +78,7 @@ class DistillationRegularizer(Regularizer):
     def after_experience(self, model: nn.Module, data: ExperienceData) -> None:
         # Deep-copying a PEER layer is supported: it rebuilds its contiguous expert tables
         # from the copied Parameters on the copy's first forward.
-        self.previous = _frozen_copy(model)
+        self.previous = frozen_copy(model)
         self.previous_labels = sorted(set(self.previous_labels) | set(data.task_labels))
 
     def state_dict(self) -> dict:
@@ -94,9 +94,9 @@ class DistillationRegularizer(Regularizer):
         vars(self).update(state)
         self.previous = None
         if weights is not None:
-            self.previous = _frozen_copy(model)
+            self.previous = frozen_copy(model)
             self.previous.load_state_dict(weights)
 
 
-def _frozen_copy(model: nn.Module) -> nn.Module:
+def frozen_copy(model: nn.Module) -> nn.Module:
     return copy.deepcopy(model).eval().requires_grad_(False)

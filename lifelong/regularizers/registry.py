@@ -6,6 +6,7 @@ from types import MappingProxyType
 from .base import Regularizer
 from .distill import DistillationRegularizer
 from .ewc import EWCRegularizer
+from .gen_distill import GenerativeDistillation
 from .l2 import L2Regularizer
 from .si import SIRegularizer
 
@@ -16,13 +17,15 @@ REGULARIZERS = MappingProxyType(
         "ewc": EWCRegularizer,
         "si": SIRegularizer,
         "distill": DistillationRegularizer,
+        "gen_distill": GenerativeDistillation,
     }
 )
 
 
 def build_regularizer(name: str, **options) -> Regularizer:
     """The regulariser registered as ``name``, built with its keyword ``options``:
-    l2 (none), ewc (decay), si (xi), distill (temperature, labels)."""
+    l2 (none), ewc (decay), si (xi), distill (temperature, labels), gen_distill
+    (samples, batch, temperature, seed)."""
     if name not in REGULARIZERS:
         raise ValueError(
             f"regularizer {name!r} is not supported; choose one of {list(REGULARIZERS)}"

@@ -6,6 +6,7 @@ from lifelong.regularizers import (
     REGULARIZERS,
     DistillationRegularizer,
     EWCRegularizer,
+    GenerativeDistillation,
     L2Regularizer,
     SIRegularizer,
     build_regularizer,
@@ -13,7 +14,7 @@ from lifelong.regularizers import (
 
 
 def test_every_name_builds_its_class_with_its_options():
-    assert sorted(REGULARIZERS) == ["distill", "ewc", "l2", "si"]
+    assert sorted(REGULARIZERS) == ["distill", "ewc", "gen_distill", "l2", "si"]
     assert isinstance(build_regularizer("l2"), L2Regularizer)
     assert build_regularizer("ewc", decay=0.7).decay == 0.7
     assert isinstance(build_regularizer("ewc"), EWCRegularizer)
@@ -23,6 +24,9 @@ def test_every_name_builds_its_class_with_its_options():
     reg = build_regularizer("distill", temperature=3.0, labels="previous")
     assert isinstance(reg, DistillationRegularizer)
     assert (reg.temperature, reg.labels) == (3.0, "previous")
+    reg = build_regularizer("gen_distill", samples=64, batch=8, temperature=2.0)
+    assert isinstance(reg, GenerativeDistillation)
+    assert (reg.samples, reg.batch, reg.temperature) == (64, 8, 2.0)
 
 
 def test_each_call_builds_a_fresh_regularizer():
@@ -30,7 +34,9 @@ def test_each_call_builds_a_fresh_regularizer():
 
 
 def test_unknown_name_or_option_names_the_valid_ones():
-    with pytest.raises(ValueError, match=r"regularizer 'mas' .* \['l2', 'ewc', 'si', 'distill'\]"):
+    with pytest.raises(
+        ValueError, match=r"regularizer 'mas' .* \['l2', 'ewc', 'si', 'distill', 'gen_distill'\]"
+    ):
         build_regularizer("mas")
     with pytest.raises(ValueError, match=r"no option 'lambda'; its options: \['decay'\]"):
         build_regularizer("ewc", **{"lambda": 1.0})
