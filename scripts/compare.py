@@ -252,6 +252,9 @@ def main(argv=None) -> int:
     warnings.filterwarnings("ignore", message="no QP solver found", category=UserWarning)
     try:
         return _main(args)
+    except KeyboardInterrupt:  # finished runs are kept; the same command goes on from them
+        print("compare: interrupted; the same command resumes it", file=sys.stderr)
+        return 130
     except (ValueError, FileNotFoundError) as err:  # one readable line, as the CLI gives
         print(f"compare: error: {str(err).splitlines()[0]}", file=sys.stderr)
         return 2
