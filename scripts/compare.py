@@ -20,8 +20,10 @@ was stopped continues where it was.
 
 Prints a markdown table per candidate (per-seed headline, mean ± std, how many seeds it
 wins, the exact two-sided sign-test p-value, each experience's final score) and the
-verdict; ``--json`` writes the same as data. Choose on validation data
-(``stream.validation=true`` for the text streams), never on the test files.
+verdict; ``--json`` writes the same as data, ``--png`` a slope chart per candidate (each
+seed a line from the config's score to the candidate's, green where it is better). Choose
+on validation data (``stream.validation=true`` for the text streams), never on the test
+files.
 """
 
 import argparse
@@ -247,6 +249,7 @@ def main(argv=None) -> int:
     p.add_argument("--jobs", type=int, default=1, help="runs at once (forked processes)")
     p.add_argument("--runs-dir", type=Path, default=Path("runs/compare"))
     p.add_argument("--json", type=Path, help="also write the results here")
+    p.add_argument("--png", type=Path, help="a slope chart per candidate: PATH, PATH-2, ...")
     args = p.parse_args(argv)
     # As the CLI: Avalanche's import warns of a QP solver only GEM would use.
     warnings.filterwarnings("ignore", message="no QP solver found", category=UserWarning)
@@ -300,7 +303,27 @@ def _main(args) -> int:
         print(markdown(result, lower_is_better=lower, margin=args.margin, wins_needed=wins))
     if args.json:
         args.json.write_text(json.dumps({"plan": plan, "results": results}, indent=2) + "\n")
+    for i, result in enumerate(results if args.png else []):
+        path = args.png if i == 0 else args.png.with_stem(f"{args.png.stem}-{i + 1}")
+        print(f"written: {slope_chart(result, path, lower_is_better=lower)}")
     return 0
+
+
+def slope_chart(result: dict, path: Path, *, lower_is_better: bool) -> Path:
+    """Each seed's headline and final per-experience scores, config against candidate."""
+    from lifelong.metrics import paired_png
+
+    metric = "perplexity" if lower_is_better else "accuracy"
+    panels = [(metric, result["config"], result["values"])]
+    panels += [(e["name"], e["config"], e["candidate"]) for e in result["per_experience"]]
+    verdict = "adopted" if result["adopted"] else "rejected"
+    return paired_png(
+        panels,
+        path,
+        labels=("config", "candidate"),
+        lower_is_better=lower_is_better,
+        title=f"{result['candidate']} ({verdict}; {len(result['seeds'])} seeds)",
+    )
 
 
 if __name__ == "__main__":

@@ -7,8 +7,8 @@
 - ``task_inference``: how often inferred routing picks the right experience.
 - ``lr_metric``: the learning rate each training experience ran at.
 - ``registry``: ``RUN_METRICS``, the metrics every run collects and reports.
-- ``plots``: PNG figures of matrices, forgetting curves and usage maps; ``usage_image``:
-  the usage map TensorBoard shows.
+- ``plots``: PNG figures of matrices, forgetting curves, usage maps and paired seeds;
+  ``usage_image``: the usage map TensorBoard shows.
 - ``names``: metric names, all under ``lifelong/``; ``tensorboard_layout``: the
   custom-scalars charts over them.
 """
@@ -18,7 +18,7 @@ from .experts import expert_usage, kl_nonuniformity, kl_normalized, pool_grid, u
 from .lr_metric import LearningRateMetric
 from .moe_metric import tokens_per_expert
 from .names import NAMESPACE, format_metric_name, strategy_metric_name
-from .plots import curves_png, matrix_png, usage_png, usage_rgb
+from .plots import curves_png, matrix_png, paired_png, usage_png, usage_rgb
 from .plugins import (
     ExperienceMatrix,
     ExpertUsageMetric,
@@ -50,6 +50,7 @@ __all__ = [
     "kl_nonuniformity",
     "kl_normalized",
     "matrix_png",
+    "paired_png",
     "per_experience_forgetting",
     "pool_grid",
     "run_metrics",

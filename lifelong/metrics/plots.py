@@ -202,6 +202,52 @@ def curves_png(
     return _save(fig, path)
 
 
+# -------------------------------------------------------------------------- paired
+
+BETTER_COLOUR, WORSE_COLOUR, TIE_COLOUR = "tab:green", "tab:red", "grey"
+
+
+def paired_figure(
+    panels: Sequence[tuple[str, Sequence[float], Sequence[float]]],
+    *,
+    labels: tuple[str, str],
+    lower_is_better: bool,
+    title: str,
+) -> Figure:
+    """A slope chart per panel (name, baseline values, candidate values; one pair per
+    seed): a line from each seed's baseline (left) to its candidate (right), green where
+    the candidate is better, red where it is worse. A paired comparison is read from the
+    slopes, which a mean ± std hides: one outlying seed, or many that move a little."""
+    fig = Figure(figsize=(2.4 * len(panels) + 0.6, 3.6), layout="constrained")
+    axes = fig.subplots(1, len(panels), squeeze=False)[0]
+    for ax, (name, base, cand) in zip(axes, panels, strict=True):
+        assert len(base) == len(cand), "one baseline and one candidate value per seed"
+        for b, c in zip(base, cand, strict=True):
+            gain = (b - c) if lower_is_better else (c - b)
+            colour = BETTER_COLOUR if gain > 0 else WORSE_COLOUR if gain < 0 else TIE_COLOUR
+            ax.plot([0, 1], [b, c], "o-", color=colour, alpha=0.8, markersize=3)
+        values = np.asarray([*base, *cand], dtype=np.float64)
+        if lower_is_better and values.min() > 0 and values.max() > 10 * values.min():
+            ax.set_yscale("log")  # as curves_figure: where perplexities span orders of magnitude
+        ax.set_xticks([0, 1], labels)
+        ax.set_xlim(-0.3, 1.3)
+        ax.set_title(name, fontsize=9)
+    fig.suptitle(title, fontsize=10)
+    fig.legend(
+        [Line2D([], [], color=BETTER_COLOUR), Line2D([], [], color=WORSE_COLOUR)],
+        ["candidate better", "candidate worse"],
+        loc="outside lower center",
+        ncol=2,
+        fontsize=8,
+    )
+    return fig
+
+
+def paired_png(panels, path, **kwargs) -> Path:
+    """``paired_figure`` saved as a PNG at ``path``."""
+    return _save(paired_figure(panels, **kwargs), path)
+
+
 # ---------------------------------------------------------------------------- usage
 def usage_rgb(grid: Tensor) -> Tensor:
     """(n, n) usage grid -> (3, n, n) uint8 image: log-scaled viridis over the used experts,

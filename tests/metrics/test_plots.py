@@ -13,7 +13,7 @@ from PIL import Image
 
 from lifelong.metrics import curves_png, matrix_png, usage_grid, usage_image, usage_png, usage_rgb
 from lifelong.metrics.experts import pool_grid
-from lifelong.metrics.plots import DPI, curves_figure, matrix_figure, usage_figure
+from lifelong.metrics.plots import DPI, curves_figure, matrix_figure, paired_figure, usage_figure
 from lifelong.metrics.usage_image import BOUNDARY_RGB, cell_pixels
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -186,3 +186,19 @@ def test_curves_use_a_log_axis_only_for_values_spanning_orders_of_magnitude():
     wide = curves_figure([[300.0, 2.0]], ylabel="perplexity", title="t", log_y=True)
     narrow = curves_figure([[150.0, 160.0]], ylabel="perplexity", title="t", log_y=True)
     assert wide.axes[0].get_yscale() == "log" and narrow.axes[0].get_yscale() == "linear"
+
+
+def test_paired_slopes_are_coloured_by_which_side_is_better_for_the_metric():
+    panels = [("perplexity", [10.0, 20.0, 5.0], [9.0, 25.0, 5.0]), ("csv", [25.0, 300.0], [40, 90])]
+    fig = paired_figure(panels, labels=("config", "candidate"), lower_is_better=True, title="t")
+    ppl, csv = fig.axes[:2]
+    colours = [to_rgb(line.get_color()) for line in ppl.get_lines()]
+    # Lower is better: 10 -> 9 better, 20 -> 25 worse, 5 -> 5 a tie.
+    assert colours == [to_rgb("tab:green"), to_rgb("tab:red"), to_rgb("grey")]
+    assert [t.get_text() for t in ppl.get_xticklabels()] == ["config", "candidate"]
+    assert (ppl.get_title(), csv.get_title()) == ("perplexity", "csv")
+    assert ppl.get_yscale() == "linear" and csv.get_yscale() == "log"  # 25..300 spans over 10x
+    flipped = paired_figure(panels, labels=("a", "b"), lower_is_better=False, title="t")
+    assert [to_rgb(line.get_color()) for line in flipped.axes[0].get_lines()][:2] == colours[1::-1]
+    with pytest.raises(AssertionError, match="one baseline and one candidate"):
+        paired_figure([("x", [1.0], [1.0, 2.0])], labels=("a", "b"), lower_is_better=True, title="")

@@ -80,6 +80,7 @@ def test_a_tiny_comparison_reports_its_runs_and_resumes_them(tmp_path, capsys):
         "--set", "log.tensorboard=false", "log.png=false",
         "--runs-dir", str(tmp_path / "cmp"),
         "--json", str(tmp_path / "cmp.json"),
+        "--png", str(tmp_path / "slopes.png"),
     ]  # fmt: skip
     assert compare.main(argv) == 0
     result = json.loads((tmp_path / "cmp.json").read_text())["results"][0]
@@ -91,9 +92,10 @@ def test_a_tiny_comparison_reports_its_runs_and_resumes_them(tmp_path, capsys):
     out = capsys.readouterr().out
     table = out[out.index("## train.lr=0.01") :]  # after any log lines of the runs
     assert "| the config |" in table and "Rule: at least 2 % better" in table
+    assert (tmp_path / "slopes.png").read_bytes()[:4] == b"\x89PNG"
     # Again: every run is reused, and the same table comes out.
     assert compare.main(argv) == 0 and capsys.readouterr().out.endswith(table)
     # Another plan in the same folder is refused in one line, with nothing run.
-    assert compare.main([*argv[:2], "train.lr=0.02", *argv[3:]]) == 2
+    assert compare.main([*argv[:2], "train.lr=0.02", *argv[3:-2]]) == 2
     assert "another plan" in capsys.readouterr().err
     assert not any("0.02" in p.name for p in (tmp_path / "cmp").iterdir())
