@@ -27,6 +27,7 @@ files.
 """
 
 import argparse
+import hashlib
 import json
 import math
 import re
@@ -70,8 +71,13 @@ def arms_of(candidates: list[str]) -> dict[str, list[str]]:
 
 
 def slug(name: str) -> str:
-    """A run-directory name for an arm."""
-    return re.sub(r"[^A-Za-z0-9_.=-]+", "_", name.replace(" ", "+"))[:80]
+    """A run-directory name for an arm: its overrides where they make a safe, short name,
+    else a shortened form made distinct by a hash of the whole."""
+    plain = name.replace(" ", "+")
+    clean = re.sub(r"[^A-Za-z0-9_+.=-]+", "_", plain)
+    if clean == plain and len(clean) <= 80:
+        return clean
+    return f"{clean[:60]}-{hashlib.sha1(name.encode()).hexdigest()[:8]}"
 
 
 def fix_plan(runs_dir: Path, plan: dict) -> None:
@@ -272,7 +278,7 @@ def _main(args) -> int:
     wins = args.wins if args.wins is not None else math.ceil(0.75 * len(seeds))
     if not 0 < wins <= len(seeds):
         raise ValueError(f"--wins {wins}: it must be between 1 and the {len(seeds)} seeds")
-    config = str(resolve_config(args.config))
+    config = str(Path(resolve_config(args.config)).resolve())
     for overrides in arms.values():  # a bad key fails now, not after hours of runs
         load_config(config, [*args.set, *overrides])
     plan = {

@@ -60,6 +60,11 @@ def test_seeds_candidates_and_plans_are_checked(tmp_path):
         with pytest.raises(ValueError, match="--seeds"):
             compare.parse_seeds(bad)
     assert compare.arms_of(["a=1 b=2"]) == {"config": [], "a=1 b=2": ["a=1", "b=2"]}
+    assert compare.slug("a=1 b=2") == "a=1+b=2"
+    # Names a folder cannot hold, or too long for one, stay distinct through a hash.
+    assert compare.slug("x=[0,1]") != compare.slug("x=[0_1]")
+    assert "/" not in compare.slug("imports=[a/b]")
+    assert len(compare.slug("k=" + "9" * 200)) < 80
     with pytest.raises(ValueError, match="key=value"):
         compare.arms_of(["batch16"])
     with pytest.raises(ValueError, match="nothing to compare"):
