@@ -36,6 +36,8 @@ import sys
 import warnings
 from pathlib import Path
 
+from lifelong.atomic import atomic_write_text
+
 BASELINE = "config"
 
 
@@ -96,9 +98,7 @@ def fix_plan(runs_dir: Path, plan: dict) -> None:
             )
         return
     runs_dir.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(plan, indent=2) + "\n")
-    tmp.replace(path)
+    atomic_write_text(path, json.dumps(plan, indent=2) + "\n")
 
 
 def run_one(task: tuple) -> dict:
@@ -117,14 +117,17 @@ def run_one(task: tuple) -> dict:
 
 
 def headline(metrics: dict) -> dict:
-    """The figure a run is judged by, from its metrics.json: perplexity for a language
-    model, else the average accuracy; and the last row of its matrix."""
-    lm = "perplexity_matrix" in metrics
+    """The figure a run is judged by, from its metrics.json (the headline ``lifelong run``
+    prints: perplexity for a language model, else the average accuracy), and the last row
+    of its matrix."""
+    from lifelong.training.console import run_headline
+
+    metric, value, matrix = run_headline(metrics)
     return {
-        "headline": metrics["perplexity" if lm else "average_accuracy"],
-        "final_row": metrics["perplexity_matrix" if lm else "accuracy_matrix"][-1],
+        "headline": value,
+        "final_row": matrix[-1],
         "names": metrics["experience_names"],
-        "lower_is_better": lm,
+        "lower_is_better": metric == "perplexity",
     }
 
 
@@ -219,12 +222,16 @@ def markdown(result: dict, *, lower_is_better: bool, margin: float, wins_needed:
 
     lines = ["| " + " | ".join(["", *map(str, seeds), "mean ± std", "better at"]) + " |"]
     lines.append("|" + "---|" * (n + 3))
-    for label, key, won in (
-        ("the config", "config", "–"),
-        (result["candidate"], "values", f"{result['wins']} of {n}"),
+    for label, values, (mean, std), won in (
+        ("the config", result["config"], result["mean_std"]["config"], "–"),
+        (
+            result["candidate"],
+            result["values"],
+            result["mean_std"]["candidate"],
+            f"{result['wins']} of {n}",
+        ),
     ):
-        mean, std = result["mean_std"]["config" if key == "config" else "candidate"]
-        cells = [*map(fmt, result[key]), f"{fmt(mean)} ± {fmt(std)}", won]
+        cells = [*map(fmt, values), f"{fmt(mean)} ± {fmt(std)}", won]
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     lines.append("")
     for e in result["per_experience"]:

@@ -69,13 +69,19 @@ def results_table(
     return "\n".join(lines)
 
 
-def run_results(metrics: dict) -> str:
-    """The results table of a finished run's ``metrics.json``."""
+def run_headline(metrics: dict) -> tuple[str, float, list]:
+    """(metric, headline, matrix) of a finished run's ``metrics.json``: a language model's
+    perplexity (lower is better), else the average accuracy, and the matrix behind it."""
     lm = "perplexity_matrix" in metrics
     metric = "perplexity" if lm else "accuracy"
-    matrix = metrics[f"{metric}_matrix"]
+    return metric, metrics["perplexity" if lm else "average_accuracy"], metrics[f"{metric}_matrix"]
+
+
+def run_results(metrics: dict) -> str:
+    """The results table of a finished run's ``metrics.json``."""
+    metric, average, matrix = run_headline(metrics)
     summary = {
-        "average": metrics["perplexity" if lm else "average_accuracy"],
+        "average": average,
         "forgetting": metrics.get("forgetting"),
         "BWT": metrics.get("bwt"),
         "FWT": metrics.get("fwt"),
