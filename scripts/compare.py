@@ -176,8 +176,8 @@ def compare(records: list[dict], arm: str, *, margin: float, wins_needed: int) -
     pairs = list(zip(cand, base, strict=True))  # (candidate, config) at one seed
     wins = sum(better(c["headline"], b["headline"]) for c, b in pairs)
     losses = sum(better(b["headline"], c["headline"]) for c, b in pairs)
-    mean_b = statistics.fmean(r["headline"] for r in base)
-    mean_c = statistics.fmean(r["headline"] for r in cand)
+    mean_std = {"config": _mean_std(base), "candidate": _mean_std(cand)}
+    mean_b, mean_c = mean_std["config"][0], mean_std["candidate"][0]
     gain = sign * (mean_c - mean_b) / abs(mean_b)  # relative, > 0 better
     names = base[0]["names"]
     if any(r["names"] != names for r in base):  # e.g. a class order drawn per seed
@@ -196,7 +196,9 @@ def compare(records: list[dict], arm: str, *, margin: float, wins_needed: int) -
         "seeds": seeds,
         "config": [r["headline"] for r in base],
         "values": [r["headline"] for r in cand],
-        "mean_std": {"config": _mean_std(base), "candidate": _mean_std(cand)},
+        "mean_std": mean_std,
+        "lower_is_better": base[0]["lower_is_better"],
+        "rule": {"margin": margin, "wins": wins_needed},
         "relative_gain": gain,
         "wins": wins,
         "losses": losses,
@@ -211,9 +213,10 @@ def _mean_std(rows: list[dict]) -> list[float]:
     return [statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0]
 
 
-def markdown(result: dict, *, lower_is_better: bool, margin: float, wins_needed: int) -> str:
+def markdown(result: dict) -> str:
     """The comparison as a markdown table, each experience's range and the verdict."""
     seeds, n = result["seeds"], len(result["seeds"])
+    lower_is_better, rule = result["lower_is_better"], result["rule"]
     fmt = "{:.2f}".format if lower_is_better else "{:.3f}".format  # perplexity, accuracy
 
     def span(values: list[float]) -> str:
@@ -243,8 +246,8 @@ def markdown(result: dict, *, lower_is_better: bool, margin: float, wins_needed:
     metric = "perplexity" if lower_is_better else "accuracy"
     lines.append(
         f"\n{metric}: {100 * result['relative_gain']:+.1f} % (+ is better), sign test p = "
-        f"{result['sign_test_p']:.3f}. Rule: at least {100 * margin:g} % better and better "
-        f"at {wins_needed} of {n} seeds: **{verdict}**."
+        f"{result['sign_test_p']:.3f}. Rule: at least {100 * rule['margin']:g} % better and "
+        f"better at {rule['wins']} of {n} seeds: **{verdict}**."
     )
     return "\n".join(lines)
 
@@ -305,7 +308,6 @@ def _main(args) -> int:
             file=sys.stderr,
             flush=True,
         )
-    lower = records[0]["lower_is_better"]
     results = [
         compare(records, arm, margin=args.margin, wins_needed=wins)
         for arm in arms
@@ -313,19 +315,20 @@ def _main(args) -> int:
     ]
     for result in results:
         print(f"\n## {result['candidate']}\n")
-        print(markdown(result, lower_is_better=lower, margin=args.margin, wins_needed=wins))
+        print(markdown(result))
     if args.json:
         args.json.write_text(json.dumps({"plan": plan, "results": results}, indent=2) + "\n")
     for i, result in enumerate(results if args.png else []):
         path = args.png if i == 0 else args.png.with_stem(f"{args.png.stem}-{i + 1}")
-        print(f"written: {slope_chart(result, path, lower_is_better=lower)}")
+        print(f"written: {slope_chart(result, path)}")
     return 0
 
 
-def slope_chart(result: dict, path: Path, *, lower_is_better: bool) -> Path:
+def slope_chart(result: dict, path: Path) -> Path:
     """Each seed's headline and final per-experience scores, config against candidate."""
     from lifelong.metrics import paired_png
 
+    lower_is_better = result["lower_is_better"]
     metric = "perplexity" if lower_is_better else "accuracy"
     panels = [(metric, result["config"], result["values"])]
     panels += [(e["name"], e["config"], e["candidate"]) for e in result["per_experience"]]

@@ -54,6 +54,14 @@ def _names(count: int, experience_names: Sequence[str] | None) -> list[str]:
     return [str(n) for n in experience_names[:count]]
 
 
+def spans_orders(values) -> bool:
+    """Whether the finite positive ``values`` span more than a factor of 10 (where a log
+    axis reads better than a linear one)."""
+    values = np.asarray(values, dtype=np.float64)
+    finite = values[np.isfinite(values) & (values > 0)]
+    return bool(finite.size) and finite.max() > 10 * finite.min()
+
+
 def relative_luminance(rgb) -> float:
     """WCAG relative luminance of an RGB(A) colour with channels in [0, 1]."""
     linear = [c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4 for c in to_rgb(rgb)]
@@ -160,8 +168,7 @@ def curves_figure(
     ax.set_xlabel("experiences trained")
     ax.set_ylabel(ylabel)
     values = np.concatenate([rows.ravel(), np.asarray([] if initial is None else initial, float)])
-    finite = values[np.isfinite(values) & (values > 0)]
-    if log_y and finite.size and finite.max() > 10 * finite.min():
+    if log_y and spans_orders(values):
         ax.set_yscale("log")  # only where the values span orders of magnitude
     ax.set_title(title)
     handles, labels = ax.get_legend_handles_labels()
@@ -226,9 +233,8 @@ def paired_figure(
             gain = (b - c) if lower_is_better else (c - b)
             colour = BETTER_COLOUR if gain > 0 else WORSE_COLOUR if gain < 0 else TIE_COLOUR
             ax.plot([0, 1], [b, c], "o-", color=colour, alpha=0.8, markersize=3)
-        values = np.asarray([*base, *cand], dtype=np.float64)
-        if lower_is_better and values.min() > 0 and values.max() > 10 * values.min():
-            ax.set_yscale("log")  # as curves_figure: where perplexities span orders of magnitude
+        if lower_is_better and spans_orders([*base, *cand]):
+            ax.set_yscale("log")  # perplexities of one held-out file can span orders
         ax.set_xticks([0, 1], labels)
         ax.set_xlim(-0.3, 1.3)
         ax.set_title(name, fontsize=9)
