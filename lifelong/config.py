@@ -88,9 +88,11 @@ class TrainConfig:
     # (one second moment per row) | bf16_rowwise (both: a quarter); lifelong/optim/lazy_adamw.py
     moments: str = "fp32"
     # Regulariser of the shared parameters (docs/regularizers.md): none | l2 | ewc | si |
-    # distill; it composes with any strategy, growth and replay.
-    regularizer: str = "none"
-    regularizer_lambda: float = 1.0  # λ: the penalty's weight in the loss
+    # distill | gen_distill; it composes with any strategy, growth and replay. Several at
+    # once: a list of names with a list of λ, and options by name, e.g.
+    # regularizer=[gen_distill,l2] regularizer_lambda=[1,1] regularizer_options.l2.params=[tok.]
+    regularizer: Any = "none"  # a name, or a list of names
+    regularizer_lambda: Any = 1.0  # λ: the penalty's weight in the loss (a list for a list)
     regularizer_options: dict[str, Any] = field(default_factory=dict)  # e.g. {decay: 0.9}
 
 
@@ -298,6 +300,10 @@ def _merge(layers: list, schema, key: str = "") -> DictConfig:
         )
     except OmegaConfBaseException as err:
         raise ConfigError(_explain(err, schema, key)) from None
+    except TypeError as err:  # e.g. a list over a mapping: "incompatible container types"
+        raise ConfigError(
+            f"override '{key}': {err}; a list cannot replace a mapping, nor a mapping a list"
+        ) from None
     except yaml.YAMLError as err:  # e.g. a YAML tag in an override: never constructed
         problem = str(err).splitlines()[0]
         raise ConfigError(

@@ -8,7 +8,7 @@ checked by the layers' own constructors, which also run before anything is writt
 
 import math
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from .checks import (
     fraction,
@@ -60,7 +60,6 @@ NUMBERS = {
     "train.lwf_alpha": _finite(non_negative_number),
     "train.lwf_temperature": _finite(positive_number),
     "train.replay_mem_size": positive_int,
-    "train.regularizer_lambda": _finite(non_negative_number),
     "growth.selector_shrinkage": fraction,
     "growth.selector_features": non_negative_int,
     "dist.timeout_s": _finite(positive_number),
@@ -75,7 +74,6 @@ def choices() -> dict[str, tuple[str, ...]]:
     from .models.selectors import SELECTORS
     from .optim.lazy_adamw import MOMENTS
     from .plugins import PRECISIONS, SCHEDULES
-    from .regularizers import REGULARIZERS
 
     return {
         "model.kind": ("mlp", "transformer"),
@@ -85,7 +83,6 @@ def choices() -> dict[str, tuple[str, ...]]:
         "growth.routing": ROUTINGS,
         "growth.selector": SELECTORS,
         "train.strategy": STRATEGIES,
-        "train.regularizer": ("none", *REGULARIZERS),
         "log.level": ("debug", "info", "warning", "error"),
         "train.precision": PRECISIONS,
         "train.moments": MOMENTS,
@@ -112,7 +109,8 @@ def check_config(cfg: DictConfig, *, error: type[ValueError]) -> None:
             f"model.ffn={cfg.model.ffn} has none: use model.ffn=peer or dist.shard_experts=false"
         )
     lm = cfg.model.kind == "transformer"
-    if cfg.train.regularizer == "gen_distill" and not (lm and cfg.growth.routing == "inferred"):
+    names = [name for name, _, _ in regularizers(cfg.train, error=error)]
+    if "gen_distill" in names and not (lm and cfg.growth.routing == "inferred"):
         raise error(
             "train.regularizer=gen_distill samples each stage's own text, so it needs a byte "
             "language model with inferred routing: set growth.routing=inferred on a text "
@@ -121,6 +119,46 @@ def check_config(cfg: DictConfig, *, error: type[ValueError]) -> None:
     device = str(cfg.device)
     if device not in ("auto", "cpu", "cuda") and not device.startswith("cuda:"):
         raise error(f"device={device!r} is not supported; choose auto, cpu, cuda or cuda:N")
+
+
+def regularizers(train: DictConfig, *, error: type[ValueError]) -> list[tuple[str, float, dict]]:
+    """(name, λ, options) for each regulariser ``train.regularizer`` names: [] for "none";
+    one for a name (its options: ``train.regularizer_options``); one per entry for a list,
+    with a list of λ as long and the options keyed by name (``regularizer_options.l2``)."""
+    from .regularizers import REGULARIZERS
+
+    names, lams, options = train.regularizer, train.regularizer_lambda, train.regularizer_options
+    if not isinstance(names, ListConfig):
+        one_of("train.regularizer", names, ("none", *REGULARIZERS), error=error)
+        if names == "none":
+            return []
+        lam = _finite(non_negative_number)("train.regularizer_lambda", lams, error=error)
+        return [(str(names), float(lam), OmegaConf.to_container(options, resolve=True))]
+    names = [str(name) for name in names]
+    for i, name in enumerate(names):
+        one_of(f"train.regularizer[{i}]", name, tuple(REGULARIZERS), error=error)
+    if not names or len(set(names)) < len(names):
+        raise error(f"train.regularizer={names} must name each regulariser once")
+    if not isinstance(lams, ListConfig) or len(lams) != len(names):
+        raise error(
+            f"train.regularizer={names} is a list: give train.regularizer_lambda as a list "
+            f"of {len(names)} weights, one each (it is {lams!r})"
+        )
+    for key in options:
+        if key not in names or not isinstance(options[key], DictConfig):
+            raise error(
+                f"train.regularizer_options.{key}: with a list of regularizers, options go "
+                f"under the name of one of {names}, e.g. "
+                f"train.regularizer_options.{names[-1]}.<option>=<value>"
+            )
+    return [
+        (
+            name,
+            float(_finite(non_negative_number)(f"train.regularizer_lambda[{i}]", lam, error=error)),
+            OmegaConf.to_container(options[name], resolve=True) if name in options else {},
+        )
+        for i, (name, lam) in enumerate(zip(names, lams, strict=True))
+    ]
 
 
 def _get(cfg: DictConfig, key: str):

@@ -29,6 +29,7 @@ def test_base_chain(tmp_path):
         (["train.epochs=abc"], r"config key 'train.epochs': .*'abc'.*Integer"),
         (["model.peer.query_batchnorm=maybe"], r"query_batchnorm.*'maybe' is not a valid bool"),
         (["epochs"], r"override 'epochs' is not key=value"),
+        (["train.regularizer_options=[1]"], r"'train.regularizer_options'.*a list cannot replace"),
     ],
 )
 def test_bad_overrides(overrides, message):

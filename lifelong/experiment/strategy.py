@@ -1,8 +1,7 @@
 """The Avalanche strategy and the regularisation plugin a run config asks for."""
 
-from omegaconf import OmegaConf
-
 from ..config import ConfigError
+from ..config_checks import regularizers
 from ..plugins import IndexedExperienceBuffer
 from ..regularizers import RegularizationPlugin, build_regularizer
 
@@ -10,20 +9,22 @@ STRATEGIES = ("naive", "ewc", "si", "lwf", "replay", "joint")
 
 
 def build_regularization(cfg) -> list:
-    """[RegularizationPlugin] for train.regularizer, or [] for none."""
+    """[RegularizationPlugin] for the regularisers train.regularizer names, or [] for none."""
     t = cfg.train
-    if t.regularizer == "none":
+    specs = regularizers(t, error=ConfigError)
+    if not specs:
         return []
     if t.strategy in ("joint", "ewc", "si", "lwf"):
         raise ConfigError(
             f"train.regularizer={t.regularizer} needs a sequential strategy without its own "
             f"regulariser (naive or replay), not train.strategy={t.strategy}"
         )
-    options = OmegaConf.to_container(t.regularizer_options, resolve=True)
-    if t.regularizer == "distill" and cfg.model.kind == "mlp" and cfg.model.head == "multi":
-        options.setdefault("labels", "previous")  # the old copy has no head for a new task
-    regularizer = build_regularizer(t.regularizer, **options)  # names valid names/options
-    return [RegularizationPlugin([regularizer], weights=[t.regularizer_lambda])]
+    built = []
+    for name, _, options in specs:
+        if name == "distill" and cfg.model.kind == "mlp" and cfg.model.head == "multi":
+            options.setdefault("labels", "previous")  # the old copy has no head for a new task
+        built.append(build_regularizer(name, **options))  # names valid names/options
+    return [RegularizationPlugin(built, weights=[lam for _, lam, _ in specs])]
 
 
 def build_strategy(cfg, model, optimizer, criterion, *, evaluator, device, plugins=()):

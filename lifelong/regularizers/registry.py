@@ -24,7 +24,7 @@ REGULARIZERS = MappingProxyType(
 
 def build_regularizer(name: str, **options) -> Regularizer:
     """The regulariser registered as ``name``, built with its keyword ``options``:
-    l2 (none), ewc (decay), si (xi), distill (temperature, labels), gen_distill
+    l2 (params), ewc (decay), si (xi), distill (temperature, labels), gen_distill
     (samples, batch, temperature, seed)."""
     if name not in REGULARIZERS:
         raise ValueError(

@@ -5,6 +5,8 @@ deepcopy or a checkpoint, while ``id()`` is not. A parameter that appeared after
 anchor was taken (grown) or changed shape has no anchor and costs nothing.
 """
 
+from collections.abc import Sequence
+
 import torch
 from torch import Tensor, nn
 
@@ -24,9 +26,36 @@ def shared_parameters(model: nn.Module) -> dict[str, nn.Parameter]:
     }
 
 
-def snapshot(model: nn.Module) -> dict[str, Tensor]:
-    """Detached copies of the shared parameters, on their own devices."""
-    return {name: p.detach().clone() for name, p in shared_parameters(model).items()}
+def named_prefixes(what: str, prefixes: Sequence[str]) -> tuple[str, ...]:
+    """``prefixes`` as a tuple of non-empty strings (parameter-name prefixes, e.g. "tok.")."""
+    if isinstance(prefixes, str) or not all(isinstance(p, str) and p for p in prefixes):
+        raise ValueError(
+            f"{what}={prefixes!r} must be a list of parameter-name prefixes, e.g. ['tok.']"
+        )
+    return tuple(prefixes)
+
+
+def check_prefixes(model: nn.Module, prefixes: Sequence[str]) -> None:
+    """Refuse a prefix that names no shared parameter: a typo would anchor nothing, silently."""
+    shared = shared_parameters(model)
+    for prefix in prefixes:
+        if not any(name.startswith(prefix) for name in shared):
+            raise ValueError(
+                f"no shared parameter's name starts with {prefix!r}; the shared parameters: "
+                f"{', '.join(shared) or 'none'}"
+            )
+
+
+def snapshot(model: nn.Module, prefixes: Sequence[str] = ()) -> dict[str, Tensor]:
+    """Detached copies of the shared parameters (only those whose names start with one of
+    ``prefixes``, when given), on their own devices."""
+    check_prefixes(model, prefixes)
+    keep = tuple(prefixes)
+    return {
+        name: p.detach().clone()
+        for name, p in shared_parameters(model).items()
+        if not keep or name.startswith(keep)
+    }
 
 
 def zero(model: nn.Module) -> Tensor:
