@@ -88,8 +88,9 @@ class TrainConfig:
     # (one second moment per row) | bf16_rowwise (both: a quarter); lifelong/optim/lazy_adamw.py
     moments: str = "fp32"
     # Regulariser of the shared parameters (docs/regularizers.md): none | l2 | ewc | si |
-    # distill | gen_distill; it composes with any strategy, growth and replay. Several at
-    # once: a list of names with a list of λ, and options by name, e.g.
+    # distill | gen_distill, or of what growth adds: l2_sp. It composes with any strategy,
+    # growth and replay. Several at once: a list of names with a list of λ, and options by
+    # name, e.g.
     # regularizer=[gen_distill,l2] regularizer_lambda=[1,1] regularizer_options.l2.params=[tok.]
     regularizer: Any = "none"  # a name, or a list of names
     regularizer_lambda: Any = 1.0  # λ: the penalty's weight in the loss (a list for a list)

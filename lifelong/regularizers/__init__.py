@@ -9,6 +9,7 @@ from .distill import DistillationRegularizer, distillation_kl
 from .ewc import EWCRegularizer, empirical_fisher
 from .gen_distill import GenerativeDistillation
 from .l2 import L2Regularizer
+from .l2_sp import L2SPRegularizer
 from .plugin import RegularizationPlugin, experience_data
 from .registry import REGULARIZERS, build_regularizer
 from .shared import anchored, shared_parameters, snapshot, weighted_distance
@@ -21,6 +22,7 @@ __all__ = [
     "ExperienceData",
     "GenerativeDistillation",
     "L2Regularizer",
+    "L2SPRegularizer",
     "RegularizationPlugin",
     "Regularizer",
     "SIRegularizer",

@@ -8,12 +8,14 @@ from .distill import DistillationRegularizer
 from .ewc import EWCRegularizer
 from .gen_distill import GenerativeDistillation
 from .l2 import L2Regularizer
+from .l2_sp import L2SPRegularizer
 from .si import SIRegularizer
 
 # Read-only: a new regulariser is passed to RegularizationPlugin directly, not registered.
 REGULARIZERS = MappingProxyType(
     {
         "l2": L2Regularizer,
+        "l2_sp": L2SPRegularizer,
         "ewc": EWCRegularizer,
         "si": SIRegularizer,
         "distill": DistillationRegularizer,
@@ -24,7 +26,7 @@ REGULARIZERS = MappingProxyType(
 
 def build_regularizer(name: str, **options) -> Regularizer:
     """The regulariser registered as ``name``, built with its keyword ``options``:
-    l2 (params), ewc (decay), si (xi), distill (temperature, labels), gen_distill
+    l2 (params), l2_sp (none), ewc (decay), si (xi), distill (temperature, labels), gen_distill
     (samples, batch, temperature, seed)."""
     if name not in REGULARIZERS:
         raise ValueError(

@@ -14,7 +14,7 @@ from lifelong.regularizers import (
 
 
 def test_every_name_builds_its_class_with_its_options():
-    assert sorted(REGULARIZERS) == ["distill", "ewc", "gen_distill", "l2", "si"]
+    assert sorted(REGULARIZERS) == ["distill", "ewc", "gen_distill", "l2", "l2_sp", "si"]
     assert isinstance(build_regularizer("l2"), L2Regularizer)
     assert build_regularizer("ewc", decay=0.7).decay == 0.7
     assert isinstance(build_regularizer("ewc"), EWCRegularizer)
@@ -35,7 +35,8 @@ def test_each_call_builds_a_fresh_regularizer():
 
 def test_unknown_name_or_option_names_the_valid_ones():
     with pytest.raises(
-        ValueError, match=r"regularizer 'mas' .* \['l2', 'ewc', 'si', 'distill', 'gen_distill'\]"
+        ValueError,
+        match=r"regularizer 'mas' .* \['l2', 'l2_sp', 'ewc', 'si', 'distill', 'gen_distill'\]",
     ):
         build_regularizer("mas")
     with pytest.raises(ValueError, match=r"no option 'lambda'; its options: \['decay'\]"):
