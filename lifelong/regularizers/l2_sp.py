@@ -20,15 +20,8 @@ has nothing to start from.
 
 from torch import Tensor, nn
 
-from ..layers.contract import managed_parameters
 from .base import ExperienceData, Regularizer
-from .shared import zero
-
-
-def trainable_managed(model: nn.Module) -> dict[str, nn.Parameter]:
-    """name -> parameter for every parameter growth owns that still has requires_grad."""
-    managed = {id(p) for p in managed_parameters(model)}
-    return {n: p for n, p in model.named_parameters() if p.requires_grad and id(p) in managed}
+from .shared import grown_parameters, zero
 
 
 class L2SPRegularizer(Regularizer):
@@ -40,7 +33,7 @@ class L2SPRegularizer(Regularizer):
         self.armed = False  # the next step is an experience's first: take θ⁰ then
 
     def penalty(self, model: nn.Module, *, x, task_labels, output) -> Tensor:
-        live = trainable_managed(model)
+        live = grown_parameters(model)
         if self.armed:  # before the experience's first update: θ⁰ is the grown value
             self.start = {n: p.detach().clone() for n, p in live.items()}
             self.armed = False

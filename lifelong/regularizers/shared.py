@@ -26,6 +26,14 @@ def shared_parameters(model: nn.Module) -> dict[str, nn.Parameter]:
     }
 
 
+def grown_parameters(model: nn.Module) -> dict[str, nn.Parameter]:
+    """name -> parameter for every parameter growth owns that still trains (a new stage's
+    experts and sub-keys, a query network that is not frozen): the complement of
+    ``shared_parameters`` among the trainable ones."""
+    managed = {id(p) for p in managed_parameters(model)}
+    return {name: p for name, p in model.named_parameters() if p.requires_grad and id(p) in managed}
+
+
 def named_prefixes(what: str, prefixes: Sequence[str]) -> tuple[str, ...]:
     """``prefixes`` as a tuple of non-empty strings (parameter-name prefixes, e.g. "tok.")."""
     if isinstance(prefixes, str) or not all(isinstance(p, str) and p for p in prefixes):
