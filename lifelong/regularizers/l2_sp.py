@@ -21,7 +21,7 @@ has nothing to start from.
 from torch import Tensor, nn
 
 from .base import ExperienceData, Regularizer
-from .shared import grown_parameters, zero
+from .shared import grown_parameters, weighted_distance
 
 
 class L2SPRegularizer(Regularizer):
@@ -37,12 +37,7 @@ class L2SPRegularizer(Regularizer):
         if self.armed:  # before the experience's first update: θ⁰ is the grown value
             self.start = {n: p.detach().clone() for n, p in live.items()}
             self.armed = False
-        total = zero(model)
-        for name, p in live.items():
-            start = self.start.get(name)
-            if start is not None and start.shape == p.shape:
-                total = total + (p - start).pow(2).sum()
-        return total
+        return weighted_distance(model, self.start, params=live)
 
     def after_experience(self, model: nn.Module, data: ExperienceData) -> None:
         self.armed = True

@@ -72,21 +72,27 @@ def zero(model: nn.Module) -> Tensor:
     return p.new_zeros(()) if p is not None else torch.zeros(())
 
 
-def anchored(model: nn.Module, anchor: dict[str, Tensor]):
-    """(name, parameter, anchor value) for each shared parameter that ``anchor`` holds with
-    the same shape."""
-    for name, p in shared_parameters(model).items():
+def anchored(
+    model: nn.Module, anchor: dict[str, Tensor], params: dict[str, nn.Parameter] | None = None
+):
+    """(name, parameter, anchor value) for each of ``params`` (default: the shared
+    parameters) that ``anchor`` holds with the same shape."""
+    for name, p in (shared_parameters(model) if params is None else params).items():
         a = anchor.get(name)
         if a is not None and a.shape == p.shape:
             yield name, p, a
 
 
 def weighted_distance(
-    model: nn.Module, anchor: dict[str, Tensor], weight: dict[str, Tensor] | None = None
+    model: nn.Module,
+    anchor: dict[str, Tensor],
+    weight: dict[str, Tensor] | None = None,
+    params: dict[str, nn.Parameter] | None = None,
 ) -> Tensor:
-    """Σ_i w_i (θ_i - θ*_i)² over the anchored shared parameters; w_i = 1 without ``weight``."""
+    """Σ_i w_i (θ_i - θ*_i)² over the anchored ``params`` (default: the shared parameters);
+    w_i = 1 without ``weight``."""
     total = zero(model)
-    for name, p, a in anchored(model, anchor):
+    for name, p, a in anchored(model, anchor, params):
         sq = (p - a).pow(2)
         total = total + (sq if weight is None else weight[name] * sq).sum()
     return total
