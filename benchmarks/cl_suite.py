@@ -214,6 +214,19 @@ METHODS = [
         "learning rate 0.005 (chosen on validation files)",
     ),
     Method(
+        "PEER + growth in both blocks, plasticity fix, inferred (byte shape)",
+        (
+            *PLASTICITY,
+            "model.expert_blocks=[0,1]",
+            "model.peer.heads=4",
+            "train.lr=0.005",
+            "growth.selector=byte_shape",
+        ),
+        frozenset({"lm"}),
+        why="configs/text_domains_no_labels.yaml as it is now: the row above with the stage "
+        "inferred by 7-grams of the bytes' shapes (chosen on validation files)",
+    ),
+    Method(
         "PEER + growth, shared L2, inferred (Gaussian)",
         (*INFERRED, "growth.selector=gaussian", *UNFROZEN, *L2),
         frozenset({"lm"}),

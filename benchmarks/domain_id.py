@@ -13,6 +13,9 @@ out for testing; ``--validation``: held-out training files instead), for prefixe
   training windows, as a run fills them;
 - ``n-gram``: the same interpolation carried to orders 3 and 4 (Jelinek-Mercer, each
   level weighted λ over the one below, the top level mixed with the uniform at ε);
+- ``shape n-gram``: that interpolation over the bytes' shapes (digits, lower- and
+  upper-case letters each one symbol; ``ByteShapeSelector``, ``growth.selector=
+  byte_shape``), alone and added to the bigram's score with weight w;
 - ``logistic``: a discriminative upper reference, not a selector a continual learner may
   use: logistic regression on the 1-4-byte n-gram counts of the prefix, fitted on the
   prefixes of every domain's training windows at once (it sees all domains together).
@@ -45,6 +48,26 @@ def bigram_accuracy(train, test, weight: float, uniform: float) -> dict[int, flo
     for e, w in enumerate(train):
         selector.update(e, None, w)
     return prefix_accuracy([selector.scores(None, tokens=w) for w in test])
+
+
+def shape_scores(train, test, order: int) -> list[torch.Tensor]:
+    """Per test experience, (N, T, E) scores of ``ByteShapeSelector`` at ``order``."""
+    from lifelong.models.shape_selector import ByteShapeSelector
+
+    selector = ByteShapeSelector(order=order)
+    for e, w in enumerate(train):
+        selector.update(e, None, w)
+    return [selector.scores(None, tokens=w) for w in test]
+
+
+def bigram_scores(train, test) -> list[torch.Tensor]:
+    """Per test experience, (N, T, E) scores of the library's bigram selector."""
+    from lifelong.models.byte_selector import ByteBigramSelector
+
+    selector = ByteBigramSelector()
+    for e, w in enumerate(train):
+        selector.update(e, None, w)
+    return [selector.scores(None, tokens=w) for w in test]
 
 
 def ngram_accuracy(train, test, order: int, weight: float, uniform: float) -> dict[int, float]:
@@ -140,6 +163,14 @@ def measure(seed: int, validation: bool = False) -> dict[str, dict[int, float]]:
     out = {f"bigram λ={w}, ε={u}": bigram_accuracy(train, test, w, u) for w, u in grid}
     for order, w, u in [(3, 0.3, 0.0), (3, 0.5, 0.2), (4, 0.5, 0.2)]:
         out[f"{order}-gram λ={w}, ε={u}"] = ngram_accuracy(train, test, order, w, u)
+    bigram = bigram_scores(train, test)
+    for order, weights in [(5, (1.0,)), (7, (1.0, 4.0))]:
+        shape = shape_scores(train, test, order)
+        out[f"shape {order}-gram"] = prefix_accuracy(shape)
+        for w in weights:
+            out[f"bigram + {w:g} · shape {order}-gram"] = prefix_accuracy(
+                [b + w * s for b, s in zip(bigram, shape, strict=True)]
+            )
     out["logistic (all domains at once)"] = logistic_accuracy(train, test)
     return out
 

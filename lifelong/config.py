@@ -56,8 +56,10 @@ class GrowthConfig:  # how much each growth adds is the layer's: model.<ffn>.gro
     freeze_query: bool = True  # freeze query networks (and BatchNorm stats) after experience 0
     # routing=inferred: gaussian (per-experience means, shared shrunk covariance, of the
     # layer's input) | key_affinity (the stage whose product keys best match the query) |
-    # byte_bigram (byte language models: each experience's byte and byte-pair counts)
+    # byte_bigram (byte language models: each experience's byte and byte-pair counts) |
+    # byte_shape (byte LMs: n-grams of the bytes' shapes, digits and letters collapsed)
     selector: str = "gaussian"
+    selector_order: int = 7  # byte_shape: the longest n-gram, 2 to 7
     selector_shrinkage: float = 0.1  # gaussian: covariance shrinkage toward a scaled identity
     # gaussian: width of the random ReLU features the Gaussians model (0: the input itself)
     selector_features: int = 256

@@ -72,6 +72,7 @@ def choices() -> dict[str, tuple[str, ...]]:
     from .models import GROWTH_POLICIES, ROUTINGS
     from .models.growing import EXPERT_INITS
     from .models.selectors import SELECTORS
+    from .models.shape_selector import ORDERS
     from .optim.lazy_adamw import MOMENTS
     from .plugins import PRECISIONS, SCHEDULES
 
@@ -82,6 +83,7 @@ def choices() -> dict[str, tuple[str, ...]]:
         "growth.init": EXPERT_INITS,
         "growth.routing": ROUTINGS,
         "growth.selector": SELECTORS,
+        "growth.selector_order": ORDERS,
         "train.strategy": STRATEGIES,
         "log.level": ("debug", "info", "warning", "error"),
         "train.precision": PRECISIONS,

@@ -198,6 +198,16 @@ CASES = [
         ("growth.selector=byte_bigram reads the input bytes", "use growth.selector=gaussian"),
     ),
     Case(
+        "shape selector without bytes",
+        lambda tmp: [DIGITS, "growth.routing=inferred", "growth.selector=byte_shape"],
+        ("growth.selector=byte_shape reads the input bytes", "use growth.selector=gaussian"),
+    ),
+    Case(
+        "shape n-gram order out of range",
+        lambda tmp: [TEXT, "growth.selector_order=9"],
+        ("growth.selector_order=9 is not supported", "choose one of 2, 3, 4, 5, 6, 7"),
+    ),
+    Case(
         "unknown selector",
         lambda tmp: [DIGITS, "growth.routing=inferred", "growth.selector=lda"],
         ("growth.selector='lda'", "byte_bigram"),

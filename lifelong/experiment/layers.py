@@ -50,9 +50,9 @@ def build_growing(cfg, *, causal: bool = False) -> GrowingExperts:
     g = cfg.growth
     selector = None
     if g.routing == "inferred":
-        if g.selector == "byte_bigram" and not causal:
+        if g.selector in ("byte_bigram", "byte_shape") and not causal:
             raise ConfigError(
-                "growth.selector=byte_bigram reads the input bytes of a byte language model; "
+                f"growth.selector={g.selector} reads the input bytes of a byte language model; "
                 f"model.kind={cfg.model.kind} has none: use growth.selector=gaussian"
             )
         if g.selector == "key_affinity" and not callable(getattr(layer, "queries", None)):
@@ -64,6 +64,7 @@ def build_growing(cfg, *, causal: bool = False) -> GrowingExperts:
             selector = build_selector(
                 g.selector,
                 dim=cfg.model.dim,
+                order=g.selector_order,
                 shrinkage=g.selector_shrinkage,
                 random_features=g.selector_features,
                 per_class=g.selector_per_class,

@@ -12,6 +12,8 @@ sample to the stage of its best-scoring experience when no task label may be use
   O(K·D + D²) for K components of width D (optionally random ReLU features, RanPAC).
 - ``ByteBigramSelector`` (``byte_selector``): for byte language models, each experience's
   byte and byte-pair counts, a causal naive-Bayes language identifier.
+- ``ByteShapeSelector`` (``shape_selector``): the same identifier at order n over the bytes'
+  shapes (digits, lower- and upper-case letters each one symbol).
 - ``KeyAffinitySelector`` (as L2P, Wang et al. 2022, matches a frozen query against learned
   keys): the experience whose stage's product keys score highest against the frozen query,
   the sum over heads of the top-k scores among that stage's own experts. No memory.
@@ -186,15 +188,18 @@ class KeyAffinitySelector(nn.Module):
         return 0
 
 
-SELECTORS = ("gaussian", "key_affinity", "byte_bigram")
+SELECTORS = ("gaussian", "key_affinity", "byte_bigram", "byte_shape")
 
 
-def build_selector(name: str, *, dim: int, **gaussian) -> nn.Module:
-    """The selector called ``name`` for inputs of width ``dim``; ``gaussian``: the keyword
-    arguments of ``GaussianSelector`` (the others take none)."""
+def build_selector(name: str, *, dim: int, order: int = 7, **gaussian) -> nn.Module:
+    """The selector called ``name`` for inputs of width ``dim``; ``order``: byte_shape's
+    n-gram order; ``gaussian``: the keyword arguments of ``GaussianSelector``."""
     from .byte_selector import ByteBigramSelector
+    from .shape_selector import ByteShapeSelector
 
     one_of("selector", name, SELECTORS)
     if name == "gaussian":
         return GaussianSelector(dim, **gaussian)
+    if name == "byte_shape":
+        return ByteShapeSelector(order=order)
     return KeyAffinitySelector() if name == "key_affinity" else ByteBigramSelector()

@@ -19,7 +19,7 @@ class Experience:
         self.current_experience = e
 
 
-@pytest.mark.parametrize("selector", ["gaussian", "byte_bigram"])
+@pytest.mark.parametrize("selector", ["gaussian", "byte_bigram", "byte_shape"])
 def test_language_model_routing_is_causal(selector):
     """Changing byte t+1 never changes the prediction of byte t+1 or any earlier one: the
     experience routing position t is inferred from positions 0..t only."""
@@ -46,7 +46,7 @@ def test_language_model_routing_is_causal(selector):
                 ffn.selector.update(e, seen["x"], batch)
     handle.remove()
     model.eval()
-    x = torch.cat([text(0)[:, :16], text(2)[:, 16:]], 1)  # domain 0, then 2
+    x = torch.cat([text(0)[:, :8], text(2)[:, 8:]], 1)  # domain 0, then 2
     routed = []
     handle = ffn.register_inference_hook(lambda module, ids: routed.append(ids))
     with torch.no_grad():
