@@ -22,8 +22,8 @@ Prints a markdown table per candidate (per-seed headline, mean ± std, how many 
 wins, the exact two-sided sign-test p-value, each experience's final score) and the
 verdict; ``--json`` writes the same as data, ``--png`` a slope chart per candidate (each
 seed a line from the config's score to the candidate's, green where it is better). Choose
-on validation data (``stream.validation=true`` for the text streams), never on the test
-files.
+on validation data (``stream.validation=true`` for the text and digit streams), never on
+the test files.
 """
 
 import argparse

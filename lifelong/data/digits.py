@@ -20,8 +20,12 @@ from .spec import StreamSpec
 NUM_CLASSES = 10
 
 
-def digits_split(test_fraction: float, seed: int):
-    """Stratified, disjoint train/test split: (x_train, y_train, x_test, y_test), x: (N, 64)."""
+def digits_split(test_fraction: float, seed: int, validation: bool = False):
+    """Stratified, disjoint train/test split: (x_train, y_train, x_test, y_test), x: (N, 64).
+
+    ``validation``: the test images are set aside unread and the training images are split
+    again the same way, by a draw of their own; the held-out part is returned as the
+    "test" split. Choosing hyper-parameters on it never reads the test images."""
     digits = load_digits()
     x = (digits.data / 16.0).astype(np.float32)  # (1797, 64) in [0, 1]
     y = digits.target.astype(np.int64)  # (1797,) in 0..9
@@ -31,6 +35,11 @@ def digits_split(test_fraction: float, seed: int):
     x_tr, x_te, y_tr, y_te = train_test_split(
         x[keep], y[keep], test_size=test_fraction, stratify=y[keep], random_state=seed
     )
+    if validation:
+        draw = np.random.RandomState([seed, 1])  # not the test split's draw
+        x_tr, x_te, y_tr, y_te = train_test_split(
+            x_tr, y_tr, test_size=test_fraction, stratify=y_tr, random_state=draw
+        )
     return (torch.from_numpy(a) for a in (x_tr, y_tr, x_te, y_te))
 
 
@@ -41,6 +50,7 @@ def split_digits(
     test_fraction: float = 0.2,
     seed: int = 0,
     class_order: Sequence[int] | None = None,
+    validation: bool = False,
 ) -> StreamSpec:
     """Experience e holds the classes ``class_order[e·k : (e+1)·k]`` (k = 10 / n_experiences),
     original labels 0-9 kept. ``class_order`` defaults to a permutation drawn from ``seed``
@@ -48,6 +58,7 @@ def split_digits(
     pass ``list(range(10))`` for the classic (0,1), (2,3), ...
 
     class-il: task label 0 everywhere; task-il: task label = experience index.
+    ``validation``: test experiences from held-out training images (``digits_split``).
     """
     one_of("scenario", scenario, ("class-il", "task-il"))
     positive_int("n_experiences", n_experiences)
@@ -57,7 +68,7 @@ def split_digits(
             "groups; choose 1, 2, 5 or 10"
         )
     x_tr, y_tr, x_te, y_te = digits_split(
-        fraction("test_fraction", test_fraction), non_negative_int("seed", seed)
+        fraction("test_fraction", test_fraction), non_negative_int("seed", seed), validation
     )
     order = _class_order(class_order, seed)  # (10,)
     per = NUM_CLASSES // n_experiences
@@ -99,16 +110,18 @@ def permuted_digits(
     seed: int = 0,
     task_labels: bool = False,
     test_fraction: float = 0.2,
+    validation: bool = False,
 ) -> StreamSpec:
     """All 10 classes per experience; experience 0 as is, every other one under its own fixed
     random pixel permutation (drawn from `seed`), applied to the same train/test split.
 
     Without task labels this is domain-IL; task_labels=True gives experience e task label e,
-    i.e. task-IL (the task is known at test time).
+    i.e. task-IL (the task is known at test time). ``validation``: test experiences from
+    held-out training images (``digits_split``).
     """
     positive_int("n_experiences", n_experiences)
     x_tr, y_tr, x_te, y_te = digits_split(
-        fraction("test_fraction", test_fraction), non_negative_int("seed", seed)
+        fraction("test_fraction", test_fraction), non_negative_int("seed", seed), validation
     )
     rng = np.random.default_rng(seed)
     train, test, names = [], [], []

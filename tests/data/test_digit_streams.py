@@ -72,6 +72,23 @@ def test_split_digits_is_a_disjoint_stratified_split_of_all_digits():
             assert 0.15 < share < 0.25
 
 
+@pytest.mark.parametrize("kind", ["split_digits", "permuted_digits"])
+def test_the_validation_split_holds_out_training_images_and_never_reads_the_test_ones(kind):
+    def images(spec, stream):
+        return set().union(*(rows(all_samples(e)[0]) for e in getattr(spec.benchmark, stream)))
+
+    # Experience 0 of permuted_digits is the identity: its pixels are the images themselves.
+    first = {"permuted_digits": {"n_experiences": 1}}.get(kind, {})
+    plain, held = build_stream(kind, **first), build_stream(kind, validation=True, **first)
+    train, test = images(plain, "train_stream"), images(plain, "test_stream")
+    val_train, val_test = images(held, "train_stream"), images(held, "test_stream")
+    assert val_test <= train and not val_test & test  # held out of training, not the test
+    assert val_train | val_test == train and not val_train & val_test
+    assert 0.15 < len(val_test) / len(train) < 0.25  # test_fraction of the training images
+    again = build_stream(kind, validation=True, seed=1, **first)
+    assert images(again, "test_stream") != val_test  # each seed draws its own
+
+
 def test_split_digits_is_fixed_by_seed():
     a, b, c = (build_stream("split_digits", seed=s) for s in (0, 0, 1))
     xa, xb, xc = (all_samples(s.benchmark.test_stream[0])[0] for s in (a, b, c))
