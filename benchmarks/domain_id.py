@@ -163,11 +163,13 @@ def measure(seed: int, validation: bool = False) -> dict[str, dict[int, float]]:
     out = {f"bigram λ={w}, ε={u}": bigram_accuracy(train, test, w, u) for w, u in grid}
     for order, w, u in [(3, 0.3, 0.0), (3, 0.5, 0.2), (4, 0.5, 0.2)]:
         out[f"{order}-gram λ={w}, ε={u}"] = ngram_accuracy(train, test, order, w, u)
+    # The byte-shape rows of docs/task_inference.md ("Byte shapes"): each step's choice.
     bigram = bigram_scores(train, test)
-    for order, weights in [(5, (1.0,)), (7, (1.0, 4.0))]:
+    for order, w in [(5, 1.0), (7, 2.0), (7, 4.0), (7, None)]:
         shape = shape_scores(train, test, order)
-        out[f"shape {order}-gram"] = prefix_accuracy(shape)
-        for w in weights:
+        if w is None:
+            out[f"shape {order}-gram (byte_shape)"] = prefix_accuracy(shape)
+        else:
             out[f"bigram + {w:g} · shape {order}-gram"] = prefix_accuracy(
                 [b + w * s for b, s in zip(bigram, shape, strict=True)]
             )

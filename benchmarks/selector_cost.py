@@ -6,7 +6,12 @@ the oracle). Two ratios of inferred to oracle time:
 - ``run_ratio``: the run's evaluation phase, ``strategy.eval`` over the test stream with
   the run's own metrics (accuracy or perplexity, loss, routing metrics, stage inference),
   as ``lifelong run`` evaluates after every experience;
-- ``ratio``: the bare forward passes and scoring (``score_experience``), the stricter one.
+- ``ratio``: the bare forward passes and scoring (``score_experience``), the stricter one;
+- ``selector_share``: of the inferred bare evaluation, the CPU time spent choosing the
+  experiences (the selector's scores, and for a language model their running sum and
+  argmax) over the time of everything else. The rest of ``ratio`` is what routing each
+  sample or token to its own stage costs in the expert layers (an oracle's batch holds one
+  experience and scores only the sub-keys its stage had).
 
     OMP_NUM_THREADS=1 python benchmarks/selector_cost.py --json selector_cost.json
     python benchmarks/selector_cost.py --configs configs/permuted_digits.yaml --set model.stem=false
@@ -63,22 +68,56 @@ def routed(model, experience, oracle: bool):
     return routed_as_trained(model, int(experience.current_experience))
 
 
-def evaluate(model, test_stream, kind: str, batch_size: int, oracle: bool) -> tuple[float, float]:
-    """(seconds, score) over the test stream, the score averaged as the run's headline;
-    ``oracle``: route by the experience."""
+@contextlib.contextmanager
+def timing_inference(model):
+    """Count the CPU seconds the inferring layers spend choosing experiences (``infer``:
+    the selector's scores, and for a language model their running sum and argmax) into
+    the yielded list's one entry."""
+    from lifelong.metrics.task_inference import inferring_layers
+
+    spent = [0.0]
+    layers = list(inferring_layers(model).values())
+
+    def timed(infer):
+        def run(*args, **kwargs):
+            t0 = time.process_time()
+            try:
+                return infer(*args, **kwargs)
+            finally:
+                spent[0] += time.process_time() - t0
+
+        return run
+
+    for layer in layers:
+        layer.infer = timed(layer.infer)  # an instance attribute shadows the method
+    try:
+        yield spent
+    finally:
+        for layer in layers:
+            del layer.infer
+
+
+def evaluate(
+    model, test_stream, kind: str, batch_size: int, oracle: bool
+) -> tuple[float, float, float]:
+    """(seconds, score, selector seconds) over the test stream, the score averaged as the
+    run's headline; ``oracle``: route by the experience (no selector)."""
     from lifelong.training.evaluate import score_experience
 
     scores, seconds = [], 0.0
-    for experience in test_stream:
-        with routed(model, experience, oracle):
-            t0 = time.process_time()
-            scores.append(
-                score_experience(model, experience, kind=kind, batch_size=batch_size, device="cpu")
-            )
-            seconds += time.process_time() - t0
+    with timing_inference(model) as selector:
+        for experience in test_stream:
+            with routed(model, experience, oracle):
+                t0 = time.process_time()
+                scores.append(
+                    score_experience(
+                        model, experience, kind=kind, batch_size=batch_size, device="cpu"
+                    )
+                )
+                seconds += time.process_time() - t0
     if kind == "perplexity":  # the headline's geometric mean: exp of the mean loss
-        return seconds, math.exp(sum(math.log(v) for v in scores) / len(scores))
-    return seconds, sum(scores) / len(scores)
+        return seconds, math.exp(sum(math.log(v) for v in scores) / len(scores)), selector[0]
+    return seconds, sum(scores) / len(scores), selector[0]
 
 
 def run_evaluation(run_dir: Path, repeats: int) -> dict:
@@ -123,12 +162,17 @@ def timed(cfg, model, task: str, test_stream, repeats: int) -> dict:
     kind = "perplexity" if task == "lm" else "accuracy"
     batch = cfg.train.eval_batch_size
     times = {"inferred": [], "oracle": []}
-    score = {}
+    score, selector = {}, []
     for _ in range(repeats):
         for side in ("inferred", "oracle"):
-            seconds, score[side] = evaluate(model, test_stream, kind, batch, side == "oracle")
+            seconds, score[side], spent = evaluate(
+                model, test_stream, kind, batch, side == "oracle"
+            )
             times[side].append(seconds)
+            if side == "inferred":
+                selector.append(spent)
     best = {side: min(t) for side, t in times.items()}
+    fastest = selector[times["inferred"].index(best["inferred"])]  # of the fastest repeat
     return {
         "metric": kind,
         f"inferred_{kind}": score["inferred"],
@@ -136,6 +180,8 @@ def timed(cfg, model, task: str, test_stream, repeats: int) -> dict:
         "inferred_eval_s": best["inferred"],
         "oracle_eval_s": best["oracle"],
         "ratio": best["inferred"] / best["oracle"],
+        "selector_s": fastest,
+        "selector_share": fastest / (best["inferred"] - fastest),
         "selector_bytes": sum(m.selector.nbytes() for m in inferring_layers(model).values()),
     }
 

@@ -34,6 +34,7 @@ from ..checks import fraction, one_of
 from ..data.byte_windows import BYTE_VOCAB
 
 ORDERS = tuple(range(2, 8))  # base-256 codes of n <= 7 shapes, a sentinel and a flag fit int64
+_NO_SHAPE = ord("1")  # digits become "0": no text has this shape
 
 
 def shapes() -> Tensor:
@@ -164,17 +165,16 @@ class ByteShapeSelector(nn.Module):
         s = self.shape[tokens.long().to(self.shape.device)]  # (B, T)
         (B, T), n, E = s.shape, self.order, self.unigram.shape[0]
         tables = self._derived()
+        # Byte t < n - 1 has a shorter history: padded with a shape no text has, its longer
+        # contexts are unseen everywhere, and the interpolation stops where the text begins.
+        s = nn.functional.pad(s, (n - 1, 0), value=_NO_SHAPE)  # (B, n - 1 + T)
+        # Most n-grams of a text were seen in training: their scores are a table lookup
+        # (4x faster than interpolating every byte), and only the others interpolate.
+        row = self._rows(tables["top_keys"], gram_keys(s, n)[0])  # (B, T)
+        hit = row >= 0
         p = torch.empty(B, T, E, device=s.device)
-        for t in range(min(n - 1, T)):  # the first bytes have shorter contexts
-            p[:, t] = self._interpolate(s[:, : t + 1])
-        if T >= n:
-            # Most n-grams of a text were seen in training: their scores are a table
-            # lookup (4x faster than interpolating every byte), only the others interpolate.
-            row = self._rows(tables["top_keys"], gram_keys(s, n)[0])  # (B, T - n + 1)
-            hit = row >= 0
-            rest = p[:, n - 1 :]  # (B, T - n + 1, E), a view
-            rest[hit] = tables["top"][row[hit]]
-            rest[~hit] = self._interpolate(s.unfold(1, n, 1)[~hit])
+        p[hit] = tables["top"][row[hit]]
+        p[~hit] = self._interpolate(s.unfold(1, n, 1)[~hit])  # histories (misses, n)
         out = torch.log((1 - self.uniform) * p + self.uniform / BYTE_VOCAB)
         empty = self.unigram.sum(-1) == 0
         return out.masked_fill(empty, float("-inf"))  # (B, T, E)

@@ -24,9 +24,10 @@ def test_inferred_evaluation_reproduces_the_run_and_the_oracle_knows_the_experie
     cfg, model, task, test_stream, run_dir = smoke
     metrics = json.loads((run_dir / "metrics.json").read_text())
     batch = cfg.train.eval_batch_size
-    _, inferred = selector_cost.evaluate(model, test_stream, "accuracy", batch, oracle=False)
-    _, oracle = selector_cost.evaluate(model, test_stream, "accuracy", batch, oracle=True)
+    _, inferred, choosing = selector_cost.evaluate(model, test_stream, "accuracy", batch, False)
+    _, oracle, none = selector_cost.evaluate(model, test_stream, "accuracy", batch, True)
     assert inferred == pytest.approx(metrics["average_accuracy"])
+    assert choosing > 0 and none == 0  # the oracle never asks the selector
     # Routed by the true experience, each sample meets its own pair's head: task-IL, at
     # least as good as guessing the experience (the selector is right ~97% of the time).
     assert oracle >= inferred and metrics["task_inference_accuracy"] < 1.0
@@ -36,6 +37,9 @@ def test_the_record(smoke):
     cfg, model, task, test_stream, _ = smoke
     record = selector_cost.timed(cfg, model, task, test_stream, repeats=2)
     assert record["ratio"] == pytest.approx(record["inferred_eval_s"] / record["oracle_eval_s"])
+    share = record["selector_s"] / (record["inferred_eval_s"] - record["selector_s"])
+    assert 0 < record["selector_s"] < record["inferred_eval_s"]
+    assert record["selector_share"] == pytest.approx(share)
     assert record["selector_bytes"] > 0 and record["metric"] == "accuracy"
     assert 0 < record["inferred_accuracy"] <= record["oracle_accuracy"] <= 1
 
