@@ -115,3 +115,20 @@ def test_a_classifier_with_inferred_routing_takes_the_oracle_but_not_the_mixture
     err = capsys.readouterr().err.splitlines()
     assert len(err) == 1 and "routing=posterior mixes a language model's stages" in err[0]
     assert not (run_dir / "eval_routing-posterior.json").exists()
+
+
+def test_a_byte_shape_run_reloads_its_selector_and_scores_as_it_ran(tmp_path, capsys):
+    # The selector's counts are buffers whose sizes grow with what it saw: a rebuilt model
+    # starts empty, takes the saved sizes and must route every byte as the run did.
+    shape = ["growth.selector=byte_shape", "growth.selector_order=5"]
+    done = run(load_config(CONFIG, [f"runs_dir={tmp_path}", "name=shape", *shape, *QUIET]))
+    metrics = json.loads((done / "metrics.json").read_text())
+    assert metrics["selector_bytes"] > 0 and 0 < metrics["task_inference_accuracy"] <= 1
+    assert main(["eval", str(done)]) == 0
+    own = json.loads((done / "eval.json").read_text())
+    assert own["per_experience"] == pytest.approx(metrics["perplexity_matrix"][-1], rel=1e-9)
+    _, built = load_run(done)
+    selectors = [m.selector for m in built.model.modules() if isinstance(m, GrowingExperts)]
+    assert selectors and all(s.order == 5 for s in selectors)
+    assert metrics["selector_bytes"] == sum(s.nbytes() for s in selectors)
+    capsys.readouterr()
