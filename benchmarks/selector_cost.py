@@ -157,7 +157,7 @@ def measure(config: str, overrides: list[str], repeats: int, runs_dir: Path) -> 
 
 def timed(cfg, model, task: str, test_stream, repeats: int) -> dict:
     """Both evaluations of a trained model, alternated ``repeats`` times."""
-    from lifelong.metrics.task_inference import inferring_layers
+    from lifelong.metrics.task_inference import inferring_layers, selector_bytes
 
     kind = "perplexity" if task == "lm" else "accuracy"
     batch = cfg.train.eval_batch_size
@@ -182,7 +182,7 @@ def timed(cfg, model, task: str, test_stream, repeats: int) -> dict:
         "ratio": best["inferred"] / best["oracle"],
         "selector_s": fastest,
         "selector_share": fastest / (best["inferred"] - fastest),
-        "selector_bytes": sum(m.selector.nbytes() for m in inferring_layers(model).values()),
+        "selector_bytes": selector_bytes(inferring_layers(model).values()),
     }
 
 

@@ -6,7 +6,7 @@ from torch import nn
 from ..config import ConfigError
 from ..data.byte_windows import BYTE_VOCAB
 from ..layers import MLP
-from ..models import Block, ByteTransformerLM, MLPClassifier
+from ..models import Block, ByteTransformerLM, GrowingExperts, MLPClassifier
 from .layers import build_growing
 
 
@@ -56,4 +56,11 @@ def build_transformer(cfg, *, seq_len: int) -> ByteTransformerLM:
     for i in range(m.n_layers):
         ffn = build_growing(cfg, causal=True) if i in experts else MLP(m.dim, hidden=4 * m.dim)
         blocks.append(Block(m.dim, m.n_heads, ffn))
+    growing = [b.ffn for b in blocks if isinstance(b.ffn, GrowingExperts)]
+    growing = [f for f in growing if f.selector is not None]
+    if growing and getattr(growing[0].selector, "shared_by_layers", False):
+        # A selector of the input bytes sees the same thing from every layer: one copy of
+        # its counts, filled once, scoring each batch once for all of them.
+        for ffn in growing[1:]:
+            ffn.selector = growing[0].selector
     return ByteTransformerLM(tok=tok, pos=pos, blocks=blocks)

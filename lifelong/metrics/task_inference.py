@@ -32,6 +32,13 @@ def inferring_layers(model: nn.Module) -> dict[str, nn.Module]:
     }
 
 
+def selector_bytes(layers) -> int:
+    """The memory of the selectors of ``layers`` (inferring modules), each counted once:
+    the layers of a byte language model share one selector of the input bytes."""
+    selectors = {id(m.selector): m.selector for m in layers}
+    return sum(s.nbytes() for s in selectors.values())
+
+
 class TaskInferenceMetric(RoutingMetric):
     """Task-inference accuracy of the inferring layers of ``model`` (default:
     ``strategy.model``). ``history`` entries: trained, experience, layer, correct, total,
@@ -85,7 +92,7 @@ class TaskInferenceMetric(RoutingMetric):
     # ------------------------------------------------------------------ accumulation
     def _select(self, model: nn.Module) -> dict[str, nn.Module]:
         layers = inferring_layers(model)
-        self._bytes = sum(m.selector.nbytes() for m in layers.values())
+        self._bytes = selector_bytes(layers.values())
         return layers
 
     def _attach(self, model: nn.Module):

@@ -27,15 +27,20 @@ from torch import Tensor, nn
 
 from ..checks import fraction
 from ..data.byte_windows import BYTE_VOCAB
+from .last_call import LastCall
 
 
 class ByteBigramSelector(nn.Module):
-    """Args:
+    """Reads only the input bytes, so a model's growing layers share one (``shared_by_layers``).
+
+    Args:
     weight: λ, the bigram's share of the interpolation, 0 < λ < 1.
     uniform: ε, the uniform distribution's share, 0 <= ε < 1. Both were chosen on
         held-out training files (docs/task_inference.md): 32-byte accuracy is flat for λ
         in 0.3-0.7 and for ε in 0.1-0.3.
     """
+
+    shared_by_layers = True
 
     def __init__(self, *, weight: float = 0.5, uniform: float = 0.2):
         super().__init__()
@@ -51,6 +56,7 @@ class ByteBigramSelector(nn.Module):
             "bigram", torch.zeros(0, BYTE_VOCAB, BYTE_VOCAB, dtype=torch.float64)
         )  # (E, V, V): [e, previous byte, byte]
         self._tables: tuple[Tensor, Tensor] | None = None  # (log p(b), log mix(a, b)), float32
+        self._last = LastCall()  # every layer sharing this selector asks for the same bytes
 
     @torch.no_grad()
     def update(self, experience: int, x: Tensor, labels: Tensor | None = None) -> None:
@@ -67,6 +73,7 @@ class ByteBigramSelector(nn.Module):
         pairs = (b[:, :-1] * BYTE_VOCAB + b[:, 1:]).reshape(-1)
         self.bigram[experience].view(-1).index_add_(0, pairs, ones[: pairs.numel()])
         self._tables = None
+        self._last.clear()
 
     def log_tables(self) -> tuple[Tensor, Tensor]:
         """(E, V) log((1 - ε)·p_e(b) + ε/V) and (E, V, V) log((1 - ε)·[λ·p_e(b | a) +
@@ -93,13 +100,15 @@ class ByteBigramSelector(nn.Module):
                 "growth.selector=byte_bigram reads the input bytes: it needs a byte language "
                 "model (model.kind=transformer)"
             )
+        if (kept := self._last.get(tokens)) is not None:
+            return kept
         log_unigram, log_mix = self.log_tables()
         t = tokens.long().to(log_mix.device)
         out = log_mix[:, t[:, :-1], t[:, 1:]]  # (E, B, T-1): byte t >= 1 given byte t-1
         first = log_unigram[:, t[:, :1]]  # (E, B, 1): byte 0 has no context, unigram only
         out = torch.cat([first, out], -1).permute(1, 2, 0)  # (B, T, E)
         empty = self.unigram.sum(-1) == 0
-        return out.masked_fill(empty, float("-inf"))
+        return self._last.put(tokens, out.masked_fill(empty, float("-inf")))
 
     def nbytes(self) -> int:
         """The memory of the counts."""
@@ -114,4 +123,5 @@ class ByteBigramSelector(nn.Module):
             # Written before the uniform level: score as that run's selector did.
             state_dict[prefix + "uniform"] = torch.zeros((), dtype=torch.float64)
         self._tables = None
+        self._last.clear()
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)

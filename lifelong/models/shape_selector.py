@@ -32,6 +32,7 @@ from torch import Tensor, nn
 
 from ..checks import fraction, one_of
 from ..data.byte_windows import BYTE_VOCAB
+from .last_call import LastCall
 
 ORDERS = tuple(range(2, 8))  # base-256 codes of n <= 7 shapes, a sentinel and a flag fit int64
 _NO_SHAPE = ord("1")  # digits become "0": no text has this shape
@@ -56,13 +57,17 @@ def gram_keys(s: Tensor, n: int) -> tuple[Tensor, Tensor]:
 
 
 class ByteShapeSelector(nn.Module):
-    """Args:
+    """Reads only the input bytes, so a model's growing layers share one (``shared_by_layers``).
+
+    Args:
     order: n, the longest shape n-gram, 2 to 7.
     weight: λ, each order's share of the interpolation over the order below, 0 < λ < 1.
     uniform: ε, the uniform distribution's share, 0 <= ε < 1.
     The order was chosen on held-out training files (docs/task_inference.md, "Byte
     shapes"); λ and ε are the byte bigram's, not tuned again.
     """
+
+    shared_by_layers = True
 
     def __init__(self, *, order: int = 7, weight: float = 0.5, uniform: float = 0.2):
         super().__init__()
@@ -79,6 +84,7 @@ class ByteShapeSelector(nn.Module):
         self.register_buffer("counts", torch.zeros(0, dtype=torch.float64))  # (M,)
         self.register_buffer("offsets", torch.zeros(1, dtype=torch.int64))  # (E + 1,)
         self._cache: dict[str, Tensor] = {}  # scoring tables, derived once per change
+        self._last = LastCall()  # every layer sharing this selector asks for the same bytes
 
     @torch.no_grad()
     def update(self, experience: int, x: Tensor, labels: Tensor | None = None) -> None:
@@ -101,6 +107,7 @@ class ByteShapeSelector(nn.Module):
         self.counts = torch.cat([self.counts[:lo], total, self.counts[hi:]])
         self.offsets[experience + 1 :] += merged.numel() - (hi - lo)
         self._cache = {}
+        self._last.clear()
 
     def _derived(self) -> dict[str, Tensor]:
         """Float32 scoring tables, built at the first score after a change: ``p1`` (V, E)
@@ -164,6 +171,8 @@ class ByteShapeSelector(nn.Module):
                 "growth.selector=byte_shape reads the input bytes: it needs a byte language "
                 "model (model.kind=transformer)"
             )
+        if (kept := self._last.get(tokens)) is not None:
+            return kept
         s = self.shape[tokens.long().to(self.shape.device)]  # (B, T)
         (B, T), n, E = s.shape, self.order, self.unigram.shape[0]
         tables = self._derived()
@@ -179,7 +188,7 @@ class ByteShapeSelector(nn.Module):
         p[~hit] = self._interpolate(s.unfold(1, n, 1)[~hit])  # histories (misses, n)
         out = torch.log((1 - self.uniform) * p + self.uniform / BYTE_VOCAB)
         empty = self.unigram.sum(-1) == 0
-        return out.masked_fill(empty, float("-inf"))  # (B, T, E)
+        return self._last.put(tokens, out.masked_fill(empty, float("-inf")))  # (B, T, E)
 
     def nbytes(self) -> int:
         """The memory of the counts (the scoring tables are derived from them)."""
@@ -191,4 +200,5 @@ class ByteShapeSelector(nn.Module):
             if prefix + name in state_dict:
                 setattr(self, name, state_dict[prefix + name].clone())
         self._cache = {}
+        self._last.clear()
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)

@@ -46,7 +46,10 @@ class StageStatisticsPlugin(SupervisedPlugin, supports_distributed=True):
             labels = batch_labels["x" if module.causal else "y"]
             module.selector.update(experience, inputs[0], labels)
 
-        handles = [m.register_forward_pre_hook(observe) for m in inferring]
+        # One layer per selector feeds it: layers sharing a selector of the input bytes
+        # would otherwise count every byte once per layer.
+        feeding = {id(m.selector): m for m in reversed(inferring)}.values()
+        handles = [m.register_forward_pre_hook(observe) for m in feeding]
         model.eval()
         try:
             with torch.no_grad(), routed_as_trained(model, experience):

@@ -128,7 +128,9 @@ def test_a_byte_shape_run_reloads_its_selector_and_scores_as_it_ran(tmp_path, ca
     own = json.loads((done / "eval.json").read_text())
     assert own["per_experience"] == pytest.approx(metrics["perplexity_matrix"][-1], rel=1e-9)
     _, built = load_run(done)
-    selectors = [m.selector for m in built.model.modules() if isinstance(m, GrowingExperts)]
-    assert selectors and all(s.order == 5 for s in selectors)
-    assert metrics["selector_bytes"] == sum(s.nbytes() for s in selectors)
+    (selector, *others) = [
+        m.selector for m in built.model.modules() if isinstance(m, GrowingExperts)
+    ]
+    assert others and all(s is selector for s in others)  # both blocks: one selector of the bytes
+    assert selector.order == 5 and metrics["selector_bytes"] == selector.nbytes()
     capsys.readouterr()
