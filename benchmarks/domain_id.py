@@ -42,29 +42,25 @@ def windows(stream) -> list[torch.Tensor]:
 
 
 def bigram_accuracy(train, test, weight: float, uniform: float) -> dict[int, float]:
-    from lifelong.models.byte_selector import ByteBigramSelector
-
-    selector = ByteBigramSelector(weight=weight, uniform=uniform)
-    for e, w in enumerate(train):
-        selector.update(e, None, w)
-    return prefix_accuracy([selector.scores(None, tokens=w) for w in test])
+    return prefix_accuracy(bigram_scores(train, test, weight=weight, uniform=uniform))
 
 
 def shape_scores(train, test, order: int) -> list[torch.Tensor]:
     """Per test experience, (N, T, E) scores of ``ByteShapeSelector`` at ``order``."""
     from lifelong.models.shape_selector import ByteShapeSelector
 
-    selector = ByteShapeSelector(order=order)
-    for e, w in enumerate(train):
-        selector.update(e, None, w)
-    return [selector.scores(None, tokens=w) for w in test]
+    return selector_scores(ByteShapeSelector(order=order), train, test)
 
 
-def bigram_scores(train, test) -> list[torch.Tensor]:
+def bigram_scores(train, test, **options) -> list[torch.Tensor]:
     """Per test experience, (N, T, E) scores of the library's bigram selector."""
     from lifelong.models.byte_selector import ByteBigramSelector
 
-    selector = ByteBigramSelector()
+    return selector_scores(ByteBigramSelector(**options), train, test)
+
+
+def selector_scores(selector, train, test) -> list[torch.Tensor]:
+    """``selector`` filled with each domain's training windows, scoring each test domain's."""
     for e, w in enumerate(train):
         selector.update(e, None, w)
     return [selector.scores(None, tokens=w) for w in test]

@@ -38,6 +38,13 @@ def fraction(name: str, value, *, error: type[ValueError] = ValueError) -> float
     return float(value)
 
 
+def unit_interval(name: str, value, *, error: type[ValueError] = ValueError) -> float:
+    """A number in [0, 1): a share that may be zero but not everything."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < 1:
+        raise error(f"{name}={value!r} must be a number in [0, 1)")
+    return float(value)
+
+
 def one_of(name: str, value, valid: Collection, *, error: type[ValueError] = ValueError):
     if value not in valid:
         choices = ", ".join(repr(v) for v in sorted(valid, key=str))

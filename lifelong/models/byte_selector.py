@@ -25,7 +25,7 @@ experience.
 import torch
 from torch import Tensor, nn
 
-from ..checks import fraction
+from ..checks import fraction, unit_interval
 from ..data.byte_windows import BYTE_VOCAB
 from .last_call import LastCall
 
@@ -45,12 +45,10 @@ class ByteBigramSelector(nn.Module):
     def __init__(self, *, weight: float = 0.5, uniform: float = 0.2):
         super().__init__()
         self.weight = fraction("weight", weight)
-        number = isinstance(uniform, int | float) and not isinstance(uniform, bool)
-        if not number or not 0 <= uniform < 1:
-            raise ValueError(f"uniform={uniform!r} must be a number in [0, 1)")
         # A buffer, so a checkpoint records the ε its run scored with (one written before
         # this level existed loads as ε = 0, its run's selector).
-        self.register_buffer("uniform", torch.tensor(float(uniform), dtype=torch.float64))
+        uniform = unit_interval("uniform", uniform)
+        self.register_buffer("uniform", torch.tensor(uniform, dtype=torch.float64))
         self.register_buffer("unigram", torch.zeros(0, BYTE_VOCAB, dtype=torch.float64))  # (E, V)
         self.register_buffer(
             "bigram", torch.zeros(0, BYTE_VOCAB, BYTE_VOCAB, dtype=torch.float64)

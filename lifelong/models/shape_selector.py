@@ -30,7 +30,7 @@ n-gram training saw, and interpolates only the others.
 import torch
 from torch import Tensor, nn
 
-from ..checks import fraction, one_of
+from ..checks import fraction, one_of, unit_interval
 from ..data.byte_windows import BYTE_VOCAB
 from .last_call import LastCall
 
@@ -73,10 +73,7 @@ class ByteShapeSelector(nn.Module):
         super().__init__()
         self.order = one_of("order", order, ORDERS)
         self.weight = fraction("weight", weight)
-        number = isinstance(uniform, int | float) and not isinstance(uniform, bool)
-        if not number or not 0 <= uniform < 1:
-            raise ValueError(f"uniform={uniform!r} must be a number in [0, 1)")
-        self.uniform = float(uniform)
+        self.uniform = unit_interval("uniform", uniform)
         self.register_buffer("shape", shapes(), persistent=False)
         self.register_buffer("unigram", torch.zeros(0, BYTE_VOCAB, dtype=torch.float64))  # (E, V)
         # Experience e's sorted keys and their counts: keys[offsets[e]:offsets[e + 1]].
