@@ -17,7 +17,8 @@ from pathlib import Path
 
 import torch
 from avalanche.models.utils import avalanche_forward
-from torch.utils.data import DataLoader
+
+from lifelong.data.in_order import in_order
 
 
 def load_run(run_dir: Path):
@@ -43,11 +44,7 @@ def prefix_accuracy(model, test_stream, batch_size: int = 128) -> list[list[floa
     try:
         for experience in test_stream:
             e, routed[:] = int(experience.current_experience), []
-            dataset = experience.dataset.eval()
-            loader = DataLoader(
-                dataset, batch_size, collate_fn=getattr(dataset, "collate_fn", None)
-            )
-            for batch in loader:
+            for batch in in_order(experience.dataset.eval(), batch_size):
                 avalanche_forward(model, batch[0], batch[-1])
             ids = torch.cat(routed)  # (N, T)
             curves.append((ids == e).float().mean(0).tolist())

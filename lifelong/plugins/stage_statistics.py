@@ -12,8 +12,8 @@ valid as long as what computes them is frozen (the stem or query network, by
 import torch
 from avalanche.core import SupervisedPlugin
 from avalanche.models.utils import avalanche_forward
-from torch.utils.data import DataLoader
 
+from ..data.in_order import in_order
 from ..models import GrowingExperts, routed_as_trained
 
 
@@ -32,11 +32,7 @@ class StageStatisticsPlugin(SupervisedPlugin, supports_distributed=True):
             return
         experience = int(strategy.experience.current_experience)
         dataset = strategy.experience.dataset.eval()
-        loader = DataLoader(
-            dataset,
-            batch_size=strategy.eval_mb_size or strategy.train_mb_size,
-            collate_fn=getattr(dataset, "collate_fn", None),
-        )
+        loader = in_order(dataset, strategy.eval_mb_size or strategy.train_mb_size)
         was_training = model.training
         batch_labels = {}  # the labels of the batch going through the model
 

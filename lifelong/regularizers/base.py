@@ -11,7 +11,9 @@ from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
+
+from ..data.in_order import in_order
 
 
 @dataclass(frozen=True)
@@ -35,9 +37,7 @@ class ExperienceData:
 
     def batches(self) -> Iterator[tuple[Tensor, Tensor, Tensor]]:
         """(x, y, task_labels) minibatches on ``device``, in dataset order."""
-        collate = getattr(self.dataset, "collate_fn", None)
-        loader = DataLoader(self.dataset, batch_size=self.batch_size, collate_fn=collate)
-        for batch in loader:
+        for batch in in_order(self.dataset, self.batch_size):
             x, y, t = batch[0], batch[1], batch[-1]
             yield x.to(self.device), y.to(self.device), t.to(self.device)
 

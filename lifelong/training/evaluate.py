@@ -25,10 +25,10 @@ from pathlib import Path
 import torch
 from avalanche.models.utils import avalanche_forward
 from omegaconf import OmegaConf
-from torch.utils.data import DataLoader
 
 from ..atomic import atomic_write_text
 from ..config import load_config
+from ..data.in_order import in_order
 from ..experiment import build_experiment, build_stream_from_config, resolve_device
 from ..metrics.matrix_metric import batch_score, row_average, score_value
 from ..models.growing import GrowingExperts, routed_as_trained
@@ -76,9 +76,7 @@ class EvalError(ValueError):
 def score_experience(
     model, experience, *, kind: str, batch_size: int, device, forward=avalanche_forward
 ) -> float:
-    dataset = experience.dataset.eval()
-    collate = getattr(dataset, "collate_fn", None)
-    loader = DataLoader(dataset, batch_size=batch_size, collate_fn=collate)
+    loader = in_order(experience.dataset.eval(), batch_size)
     numerator, tokens = torch.zeros((), dtype=torch.float64), torch.zeros((), dtype=torch.long)
     for batch in loader:
         x, y, t = batch[0].to(device), batch[1].to(device), batch[-1].to(device)
