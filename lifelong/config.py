@@ -38,6 +38,7 @@ class ModelConfig:
     stem: bool = True  # mlp: Linear+ReLU before the FFN; false feeds the input (dim = features)
     n_layers: int = 4  # transformer blocks
     n_heads: int = 4  # attention heads
+    dropout: float = 0.0  # transformer: residual dropout on each block's branches in training
     expert_blocks: list[int] | None = None  # transformer blocks with the expert FFN; default middle
     # Shared parameters frozen from the second experience on: name prefixes (e.g. ["stem"]),
     # ["shared"] for every parameter that growth does not own (growing layers, their query
@@ -78,6 +79,12 @@ class TrainConfig:
     schedule: str = "constant"
     warmup: float = 0.0
     weight_decay: float = 0.0  # decoupled (AdamW); frozen experts are never decayed
+    # β of a moving average of the trained weights that replaces them when each experience
+    # ends (0: off); lifelong/plugins/weight_average.py
+    ema: float = 0.0
+    # Start every experience with a fresh optimizer state (Adam's moments and step counts);
+    # false carries them over, as Avalanche does
+    reset_optimizer: bool = False
     ewc_lambda: float = 100.0  # strategy=ewc
     si_lambda: float = 1.0  # strategy=si
     lwf_alpha: float = 1.0  # strategy=lwf

@@ -17,6 +17,7 @@ from .checks import (
     one_of,
     positive_int,
     positive_number,
+    unit_interval,
 )
 
 
@@ -49,12 +50,14 @@ NUMBERS = {
     "model.dim": positive_int,
     "model.n_layers": positive_int,
     "model.n_heads": positive_int,
+    "model.dropout": unit_interval,
     "train.epochs": positive_int,
     "train.batch_size": positive_int,
     "train.eval_batch_size": positive_int,
     "train.lr": _finite(positive_number),
     "train.warmup": _below_one(non_negative_number),
     "train.weight_decay": _finite(non_negative_number),
+    "train.ema": unit_interval,
     "train.ewc_lambda": _finite(non_negative_number),
     "train.si_lambda": _finite(non_negative_number),
     "train.lwf_alpha": _finite(non_negative_number),

@@ -23,9 +23,11 @@ from ..plugins import (
     AuxLossPlugin,
     FiniteLossPlugin,
     FreezeSharedPlugin,
+    FreshOptimizerPlugin,
     LRSchedulePlugin,
     PrecisionPlugin,
     StageStatisticsPlugin,
+    WeightAveragePlugin,
 )
 from .memory import check_fits
 from .models import build_model
@@ -105,7 +107,11 @@ def build_experiment(
     evaluator = EvaluationPlugin(*run.values(), *extra, loggers=list(loggers))
     plugins = [
         *first_plugins,
+        # First after the caller's: every plugin that reads the model when an experience
+        # ends (an anchor, the selectors' statistics) must see the averaged weights.
+        *([WeightAveragePlugin(t.ema)] if t.ema else []),
         FreezeSharedPlugin(list(cfg.model.freeze_after_first)),
+        *([FreshOptimizerPlugin()] if t.reset_optimizer else []),
         AuxLossPlugin(),
         *(
             [LRSchedulePlugin(t.lr, schedule=t.schedule, warmup=t.warmup)]

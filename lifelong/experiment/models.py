@@ -55,7 +55,7 @@ def build_transformer(cfg, *, seq_len: int) -> ByteTransformerLM:
     blocks = []
     for i in range(m.n_layers):
         ffn = build_growing(cfg, causal=True) if i in experts else MLP(m.dim, hidden=4 * m.dim)
-        blocks.append(Block(m.dim, m.n_heads, ffn))
+        blocks.append(Block(m.dim, m.n_heads, ffn, dropout=m.dropout))
     growing = [b.ffn for b in blocks if isinstance(b.ffn, GrowingExperts)]
     growing = [f for f in growing if f.selector is not None]
     if growing and getattr(growing[0].selector, "shared_by_layers", False):

@@ -32,19 +32,25 @@ class CausalSelfAttention(nn.Module):
 
 
 class Block(nn.Module):
-    def __init__(self, dim: int, heads: int, ffn: nn.Module):
+    """``dropout``: the residual dropout of GPT-2 (Radford et al. 2019; Vaswani et al. 2017,
+    §5.4), on each branch's output before it joins the residual stream, while training."""
+
+    def __init__(self, dim: int, heads: int, ffn: nn.Module, *, dropout: float = 0.0):
         super().__init__()
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"dropout={dropout!r} must be in [0, 1)")
         self.ln1, self.ln2 = nn.LayerNorm(dim), nn.LayerNorm(dim)
         self.attn = CausalSelfAttention(dim, heads)
         self.ffn = ffn
+        self.drop = nn.Dropout(dropout)
 
     def forward(self, x: Tensor, task_labels: Tensor | None, tokens: Tensor | None = None):
         """x (B, T, dim); ``tokens`` (B, T), the input bytes, for a growing FFN whose
         selector reads them."""
-        x = x + self.attn(self.ln1(x))
+        x = x + self.drop(self.attn(self.ln1(x)))
         if isinstance(self.ffn, GrowingExperts):
-            return x + self.ffn(self.ln2(x), task_labels, tokens=tokens)
-        return x + self.ffn(self.ln2(x), task_labels)
+            return x + self.drop(self.ffn(self.ln2(x), task_labels, tokens=tokens))
+        return x + self.drop(self.ffn(self.ln2(x), task_labels))
 
 
 class ByteTransformerLM(TaskModel):
