@@ -2,7 +2,9 @@
 
 From a config, `tensors` reads each split from a file written by
 ``torch.save([(x0, y0), (x1, y1), ...], "train.pt")``: ``stream: {kind: tensors,
-train: train.pt, test: test.pt}``.
+train: train.pt, test: test.pt}``. Both take ``validation=True``: the test samples are set
+aside unread and ``validation_fraction`` of each experience's training samples, drawn by
+``seed`` (the run's seed in a config), is scored in their place (``holdout.held_out``).
 """
 
 import os
@@ -15,6 +17,7 @@ from avalanche.benchmarks.utils import _make_taskaware_classification_dataset
 from .checks import one_of, task_label_list
 from .errors import DataError
 from .experiences import class_range_name, classification_dataset, make_benchmark
+from .holdout import held_out
 from .spec import StreamSpec
 
 SCENARIOS = ("class-il", "task-il", "domain-il")
@@ -98,20 +101,30 @@ def tensors(
     test: Sequence[tuple[torch.Tensor, torch.Tensor]] | str | os.PathLike,
     task_labels: Sequence[int] | None = None,
     scenario: str = "class-il",
+    validation: bool = False,
+    validation_fraction: float = 0.2,
+    seed: int = 0,
 ) -> StreamSpec:
     """One (x, y) pair per experience, x: (N, *input_shape), y: (N,) class ids.
 
     train, test: the pairs, or the path of a file holding them (``torch.save``).
     task_labels: one per experience; by default the experience index for task-il, else 0.
+    validation: score held-out training samples instead of the test pairs (module doc).
     """
     one_of("scenario", scenario, SCENARIOS)
-    train, test = _load_pairs(train, "train"), _load_pairs(test, "test")
+    train = _load_pairs(train, "train")
+    test = train if validation else _load_pairs(test, "test")  # set aside unread
     n = _check_counts(train, test)
     labels = task_label_list(task_labels, n, scenario)
     train_ds, test_ds, classes, names, input_shape = [], [], [], [], None
     for e in range(n):
         x_tr, y_tr = _as_xy(train[e], f"train experience {e}")
-        x_te, y_te = _as_xy(test[e], f"test experience {e}")
+        if validation:
+            where = f"train experience {e}"
+            kept, held = held_out(y_tr, share=validation_fraction, seed=seed + e, where=where)
+            x_tr, y_tr, x_te, y_te = x_tr[kept], y_tr[kept], x_tr[held], y_tr[held]
+        else:
+            x_te, y_te = _as_xy(test[e], f"test experience {e}")
         for x, split in ((x_tr, "train"), (x_te, "test")):
             input_shape = x.shape[1:] if input_shape is None else input_shape
             if x.shape[1:] != input_shape:
@@ -151,17 +164,36 @@ def _wrap_dataset(dataset, where: str, task_label: int):
     return wrapped, tuple(torch.as_tensor(first[0]).shape), targets
 
 
+def _validation_split(train, share: float, seed: int) -> tuple[list, list]:
+    """(kept, held out) Subsets of every experience's training dataset."""
+    kept, held = [], []
+    for e, dataset in enumerate(train):
+        where = f"train experience {e}"
+        _, _, targets = _wrap_dataset(dataset, where, 0)  # checks it, and reads its classes
+        keep, hold = held_out(targets, share=share, seed=seed + e, where=where)
+        kept.append(torch.utils.data.Subset(dataset, keep))
+        held.append(torch.utils.data.Subset(dataset, hold))
+    return kept, held
+
+
 def datasets(
     *,
     train: Sequence[torch.utils.data.Dataset],
     test: Sequence[torch.utils.data.Dataset],
     task_labels: Sequence[int] | None = None,
     scenario: str = "class-il",
+    validation: bool = False,
+    validation_fraction: float = 0.2,
+    seed: int = 0,
 ) -> StreamSpec:
-    """One torch Dataset of (x, y) samples per experience (y an integer class id)."""
+    """One torch Dataset of (x, y) samples per experience (y an integer class id).
+    validation: score held-out training samples instead of the test datasets (module doc).
+    """
     one_of("scenario", scenario, SCENARIOS)
     n = _check_counts(train, test)
     labels = task_label_list(task_labels, n, scenario)
+    if validation:  # the test datasets are set aside unread
+        train, test = _validation_split(train, validation_fraction, seed)
     train_ds, test_ds, classes, names, input_shape = [], [], [], [], None
     for e in range(n):
         for split, source, out in (("train", train, train_ds), ("test", test, test_ds)):
