@@ -20,13 +20,15 @@ def held_out(targets, *, share: float, seed: int, where: str) -> tuple[list[int]
     share = fraction("validation_fraction", share, error=DataError)
     targets = np.asarray(targets)
     n = len(targets)
-    if n < 2 or round(share * n) < 1 or round(share * n) >= n:
+    held = round(share * n)
+    if held < 1 or held >= n:
         raise DataError(
             f"{where} has {n} training samples, too few to hold out {share:.0%} of them for "
             "validation and still train; give it more samples or change validation_fraction"
         )
     _, counts = np.unique(targets, return_counts=True)
-    stratify = targets if counts.min() >= 2 and round(share * n) >= len(counts) else None
+    # A stratified draw needs two samples of every class and a class's room on both sides.
+    stratify = targets if counts.min() >= 2 and min(held, n - held) >= len(counts) else None
     kept, held = train_test_split(
         np.arange(n), test_size=share, stratify=stratify, random_state=np.random.RandomState(seed)
     )

@@ -139,8 +139,9 @@ def tensors(
     return _spec(train_ds, test_ds, classes, input_shape, scenario, names)
 
 
-def _wrap_dataset(dataset, where: str, task_label: int):
-    """An Avalanche classification dataset over a torch dataset of (x, y) samples."""
+def _targets(dataset, where: str) -> tuple[list[int], tuple[int, ...]]:
+    """(every sample's class id, the shape of a sample's x) of a torch dataset of (x, y)
+    samples, checked."""
     try:
         n = len(dataset)
     except TypeError:
@@ -158,10 +159,16 @@ def _wrap_dataset(dataset, where: str, task_label: int):
     targets = [int(t) for t in targets]
     if min(targets) < 0:
         raise DataError(f"{where} has negative class ids; use ids 0, 1, 2, ...")
+    return targets, tuple(torch.as_tensor(first[0]).shape)
+
+
+def _wrap_dataset(dataset, where: str, task_label: int):
+    """An Avalanche classification dataset over a torch dataset of (x, y) samples."""
+    targets, shape = _targets(dataset, where)
     wrapped = _make_taskaware_classification_dataset(
         dataset, targets=targets, task_labels=task_label
     )
-    return wrapped, tuple(torch.as_tensor(first[0]).shape), targets
+    return wrapped, shape, targets
 
 
 def _validation_split(train, share: float, seed: int) -> tuple[list, list]:
@@ -169,7 +176,7 @@ def _validation_split(train, share: float, seed: int) -> tuple[list, list]:
     kept, held = [], []
     for e, dataset in enumerate(train):
         where = f"train experience {e}"
-        _, _, targets = _wrap_dataset(dataset, where, 0)  # checks it, and reads its classes
+        targets, _ = _targets(dataset, where)
         keep, hold = held_out(targets, share=share, seed=seed + e, where=where)
         kept.append(torch.utils.data.Subset(dataset, keep))
         held.append(torch.utils.data.Subset(dataset, hold))

@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..checks import unit_interval
 from ..data.byte_windows import BYTE_VOCAB
 from .growing import GrowingExperts
 from .task_model import TaskModel
@@ -37,8 +38,7 @@ class Block(nn.Module):
 
     def __init__(self, dim: int, heads: int, ffn: nn.Module, *, dropout: float = 0.0):
         super().__init__()
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"dropout={dropout!r} must be in [0, 1)")
+        unit_interval("dropout", dropout)
         self.ln1, self.ln2 = nn.LayerNorm(dim), nn.LayerNorm(dim)
         self.attn = CausalSelfAttention(dim, heads)
         self.ffn = ffn

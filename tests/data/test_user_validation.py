@@ -60,6 +60,10 @@ def test_the_draw_follows_the_seed(kind):
 def test_validation_fraction_and_too_few_samples():
     held = split("tensors", 0, validation_fraction=0.5)[0][1]
     assert len(held) == 10
+    # Too few kept samples for every class on both sides: a plain draw, not an error.
+    five = [(torch.randn(10, 3), torch.arange(10) % 5)]
+    spec = build_stream("tensors", train=five, test=five, validation=True, validation_fraction=0.8)
+    assert len(spec.benchmark.test_stream[0].dataset) == 8
     tiny = [(torch.zeros(1, 3), torch.zeros(1, dtype=torch.long))]
     with pytest.raises(DataError, match="too few to hold out"):
         build_stream("tensors", train=tiny, test=tiny, validation=True)
