@@ -21,6 +21,8 @@ from torchvision.datasets.utils import check_integrity, extract_archive
 
 from .checks import non_negative_int, one_of, positive_int
 from .errors import DataError
+from .experiences import make_benchmark
+from .holdout import held_out
 from .spec import StreamSpec
 from .wrap import from_benchmark
 
@@ -100,9 +102,14 @@ def avalanche_classic(
     return_task_id: bool = False,
     seed: int = 0,
     download: bool = False,
+    validation: bool = False,
+    validation_fraction: float = 0.2,
 ) -> StreamSpec:
     """SplitMNIST (5 x 2 classes), PermutedMNIST (10 permutations) or SplitCIFAR100 (10 x 10
-    classes) from Avalanche, with dataset_root defaulting to Avalanche's data folder."""
+    classes) from Avalanche, with dataset_root defaulting to Avalanche's data folder.
+
+    validation: the test experiences are never scored; ``validation_fraction`` of each
+    training experience, drawn by ``seed``, is held out and scored in their place."""
     builder, folder, num_classes, default_n = CLASSIC[one_of("name", name, tuple(CLASSIC))]
     n = default_n if n_experiences is None else positive_int("n_experiences", n_experiences)
     if name.startswith("Split") and num_classes % n:
@@ -122,6 +129,8 @@ def avalanche_classic(
             f"{name} could not be loaded or downloaded into dataset_root='{root}' ({e}): "
             "place the files there yourself"
         ) from e
+    if validation:
+        benchmark = _validation_benchmark(benchmark, validation_fraction, seed)
     if name == "PermutedMNIST":
         scenario = "task-il" if return_task_id else "domain-il"
         names = [f"permutation {i}" for i in range(n)]
@@ -130,3 +139,16 @@ def avalanche_classic(
     return from_benchmark(
         benchmark, task="classification", scenario=scenario, experience_names=names
     )
+
+
+def _validation_benchmark(benchmark, share: float, seed: int):
+    """A benchmark of the training experiences' kept samples and, as its test stream,
+    their held-out samples (``holdout.held_out``, stratified by class)."""
+    train, held = [], []
+    for e, experience in enumerate(benchmark.train_stream):
+        data = experience.dataset
+        targets = [int(t) for t in data.targets]
+        keep, hold = held_out(targets, share=share, seed=seed + e, where=f"train experience {e}")
+        train.append(data.subset(keep))
+        held.append(data.subset(hold))
+    return make_benchmark(train, held, classification=True)

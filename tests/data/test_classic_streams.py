@@ -1,7 +1,9 @@
 """Avalanche's classic benchmarks, read by the real loading code from files the tests write."""
 
+import math
 import socket
 
+import numpy as np
 import pytest
 import torch
 from torchvision.datasets import MNIST
@@ -105,3 +107,32 @@ def test_classic_option_errors(tiny_mnist_root):
         build_stream(
             "avalanche", name="SplitMNIST", dataset_root=str(tiny_mnist_root), n_experiences=3
         )
+
+
+def test_validation_scores_held_out_training_images_only(tmp_path, mnist_writer):
+    """validation=True: each experience's test set is part of its training images (the
+    test images, written here as all-white, are never scored), disjoint from what trains."""
+    from conftest import IMAGES_PER_CLASS, write_idx
+
+    mnist_writer(tmp_path, compress=False)
+    raw = tmp_path / "MNIST" / "raw"
+    white = np.full((10 * IMAGES_PER_CLASS["t10k"], 28, 28), 255)
+    write_idx(raw / "t10k-images-idx3-ubyte", white, compress=False)
+
+    def draw(seed):
+        spec = build_stream(
+            "avalanche", name="SplitMNIST", dataset_root=str(tmp_path), validation=True, seed=seed
+        )
+        return list(zip(spec.benchmark.train_stream, spec.benchmark.test_stream, strict=True))
+
+    held_labels = []
+    for train, held in draw(0):
+        assert len(train.dataset) + len(held.dataset) == 2 * IMAGES_PER_CLASS["train"]
+        assert len(held.dataset) == math.ceil(0.2 * 2 * IMAGES_PER_CLASS["train"])
+        for x, y, _ in held.dataset:  # a training image: pixels 10 * label, not white
+            assert torch.allclose(x, torch.full_like(x, (10 * y / 255 - 0.1307) / 0.3081))
+        assert set(held.classes_in_this_experience) <= set(train.classes_in_this_experience)
+        held_labels.append([int(y) for _, y, _ in held.dataset])
+    again = [[int(y) for _, y, _ in h.dataset] for _, h in draw(0)]
+    other = [[int(y) for _, y, _ in h.dataset] for _, h in draw(3)]
+    assert again == held_labels and other != held_labels
