@@ -19,6 +19,8 @@ window length bytes per stage. The cost per step is two extra forwards of ``batc
 windows and one backward (docs/task_inference.md, "Plasticity").
 """
 
+from contextlib import contextmanager
+
 import torch
 from avalanche.models.utils import avalanche_forward
 from torch import Tensor, nn
@@ -29,6 +31,20 @@ from .base import ExperienceData, Regularizer
 from .distill import distillation_kl, frozen_copy
 
 BYTES = 256
+
+
+@contextmanager
+def router_mass_kept(model: nn.Module):
+    """Training forwards inside leave every expert layer's ``router_mass`` as it was. The
+    mass ranks experts for upcycling by their use on the experience being trained; the
+    old stages' own writing, replayed here, is not that experience."""
+    kept = [(b, b.clone()) for name, b in model.named_buffers() if name.endswith("router_mass")]
+    try:
+        yield
+    finally:
+        with torch.no_grad():
+            for buffer, value in kept:
+                buffer.copy_(value)
 
 
 class GenerativeDistillation(Regularizer):
@@ -60,7 +76,7 @@ class GenerativeDistillation(Regularizer):
         labels = torch.zeros(len(windows), dtype=torch.long, device=x.device)  # not read
         with torch.no_grad(), routed_as_trained(self.previous, stage):
             target = avalanche_forward(self.previous, windows, labels)
-        with routed_as_trained(model, stage):
+        with routed_as_trained(model, stage), router_mass_kept(model):
             current = avalanche_forward(model, windows, labels)
         return distillation_kl(current, target, self.temperature)
 

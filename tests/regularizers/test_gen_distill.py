@@ -125,6 +125,25 @@ def test_penalty_is_the_kl_of_an_old_stage_on_its_own_samples():
     assert all(p.grad is None for p in old)  # the old stage's experts stay frozen
 
 
+def test_the_replayed_forward_adds_no_router_mass():
+    """The distillation forward runs in training mode on an old stage's own writing; the
+    mass that ranks experts for upcycling counts the new experience's data only."""
+    model, layers, Exp = grown_lm()
+    windows = torch.randint(97, 123, (32, 32), generator=torch.Generator().manual_seed(1))
+    reg = build_regularizer("gen_distill", samples=16, batch=4, temperature=2.0)
+    reg.after_experience(model, ended(windows))
+    for m in layers:
+        m.adaptation(Exp(1))
+    model.train()
+    x, t = windows[:4], torch.zeros(4, dtype=torch.long)
+    output = model(x, t)  # the new experience's forward: it adds mass
+    masses = [m.layer.router_mass.clone() for m in layers]
+    assert all(mass.sum() > 0 for mass in masses)
+    reg.penalty(model, x=x, task_labels=t, output=output).backward()
+    after = [m.layer.router_mass for m in layers]
+    assert all(torch.equal(a, b) for a, b in zip(after, masses, strict=True))
+
+
 def test_state_round_trips_through_a_safe_load(tmp_path):
     model, layers, Exp = grown_lm()
     windows = torch.randint(0, V, (16, 32), generator=torch.Generator().manual_seed(2))
