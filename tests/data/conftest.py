@@ -32,6 +32,12 @@ def write_tiny_mnist(root, compress: bool = True) -> dict:
 
 
 @pytest.fixture
+def idx_writer():
+    """write_idx(path, array, compress): one IDX file, as MNIST ships them."""
+    return write_idx
+
+
+@pytest.fixture
 def mnist_writer():
     """write_tiny_mnist(root, compress=True) -> {"train": labels, "t10k": labels}."""
     return write_tiny_mnist

@@ -109,15 +109,14 @@ def test_classic_option_errors(tiny_mnist_root):
         )
 
 
-def test_validation_scores_held_out_training_images_only(tmp_path, mnist_writer):
+def test_validation_scores_held_out_training_images_only(tmp_path, mnist_writer, idx_writer):
     """validation=True: each experience's test set is part of its training images (the
     test images, written here as all-white, are never scored), disjoint from what trains."""
-    from conftest import IMAGES_PER_CLASS, write_idx
-
-    mnist_writer(tmp_path, compress=False)
+    labels = mnist_writer(tmp_path, compress=False)
     raw = tmp_path / "MNIST" / "raw"
-    white = np.full((10 * IMAGES_PER_CLASS["t10k"], 28, 28), 255)
-    write_idx(raw / "t10k-images-idx3-ubyte", white, compress=False)
+    white = np.full((len(labels["t10k"]), 28, 28), 255)
+    idx_writer(raw / "t10k-images-idx3-ubyte", white, compress=False)
+    per_experience = 2 * int((labels["train"] == 0).sum())  # two classes per experience
 
     def draw(seed):
         spec = build_stream(
@@ -127,8 +126,8 @@ def test_validation_scores_held_out_training_images_only(tmp_path, mnist_writer)
 
     held_labels = []
     for train, held in draw(0):
-        assert len(train.dataset) + len(held.dataset) == 2 * IMAGES_PER_CLASS["train"]
-        assert len(held.dataset) == math.ceil(0.2 * 2 * IMAGES_PER_CLASS["train"])
+        assert len(train.dataset) + len(held.dataset) == per_experience
+        assert len(held.dataset) == math.ceil(0.2 * per_experience)
         for x, y, _ in held.dataset:  # a training image: pixels 10 * label, not white
             assert torch.allclose(x, torch.full_like(x, (10 * y / 255 - 0.1307) / 0.3081))
         assert set(held.classes_in_this_experience) <= set(train.classes_in_this_experience)
