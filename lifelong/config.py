@@ -85,6 +85,9 @@ class TrainConfig:
     # Start every experience with a fresh optimizer state (Adam's moments and step counts);
     # false carries them over, as Avalanche does
     reset_optimizer: bool = False
+    # ε of label smoothing on the training loss (0: off); evaluation losses stay plain;
+    # lifelong/models/cross_entropy.py
+    label_smoothing: float = 0.0
     ewc_lambda: float = 100.0  # strategy=ewc
     si_lambda: float = 1.0  # strategy=si
     lwf_alpha: float = 1.0  # strategy=lwf

@@ -58,6 +58,7 @@ NUMBERS = {
     "train.warmup": _below_one(non_negative_number),
     "train.weight_decay": _finite(non_negative_number),
     "train.ema": unit_interval,
+    "train.label_smoothing": unit_interval,
     "train.ewc_lambda": _finite(non_negative_number),
     "train.si_lambda": _finite(non_negative_number),
     "train.lwf_alpha": _finite(non_negative_number),

@@ -16,7 +16,7 @@ from torch import nn
 
 from ..data import StreamSpec, build_stream
 from ..metrics import run_metrics
-from ..models import LMCrossEntropy
+from ..models import CrossEntropy
 from ..optim import LazyAdamW
 from ..parallel import DataParallelPlugin, global_batchnorm
 from ..plugins import (
@@ -97,8 +97,8 @@ def build_experiment(
     model = build_model(cfg, spec)
     if data_parallel:
         global_batchnorm(model, device.type)  # before the optimizer: the same tensors anyway
-    criterion = LMCrossEntropy() if spec.task == "lm" else nn.CrossEntropyLoss()
     t = cfg.train
+    criterion = CrossEntropy(label_smoothing=t.label_smoothing)
     optimizer = LazyAdamW(
         model.parameters(), lr=t.lr, weight_decay=t.weight_decay, moments=t.moments
     )

@@ -96,10 +96,3 @@ class ByteTransformerLM(TaskModel):
         for block in self.blocks:
             h = block(h, task_labels, x)
         return self.lm_head(self.ln_f(h))  # (B, T, 256)
-
-
-class LMCrossEntropy(nn.Module):
-    """Mean next-byte cross-entropy: logits (B, T, V), targets (B, T)."""
-
-    def forward(self, logits: Tensor, targets: Tensor) -> Tensor:
-        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1))

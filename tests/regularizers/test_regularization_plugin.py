@@ -12,7 +12,7 @@ from tiny_regularized import (
 from tiny_streams import naive, one_thread, tiny_benchmark
 from torch import nn
 
-from lifelong.models import LMCrossEntropy
+from lifelong.models import CrossEntropy
 from lifelong.optim import LazyAdamW
 from lifelong.regularizers import (
     DistillationRegularizer,
@@ -85,7 +85,7 @@ def test_ewc_with_replay_and_growth():
 
 def test_language_model_with_distillation_and_growth():
     recorder = train_stream(
-        lm_model(), DistillationRegularizer(), bm=lm_benchmark(), criterion=LMCrossEntropy()
+        lm_model(), DistillationRegularizer(), bm=lm_benchmark(), criterion=CrossEntropy()
     )
     check_penalties(recorder, 2)
 
