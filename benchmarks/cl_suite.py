@@ -106,7 +106,7 @@ L2 = ("train.regularizer=l2", "train.regularizer_lambda=1")
 # No task label at test: each experience's stage (and, for classifiers, head) is inferred
 # from the expert layer's input (docs/task_inference.md).
 INFERRED = ("growth.routing=inferred", "model.head=multi")
-# The plasticity fix chosen on validation files (docs/task_inference.md, "Plasticity").
+# The plasticity fix chosen on validation files (docs/plasticity.md).
 PLASTICITY = (
     *INFERRED,
     "growth.selector=byte_bigram",

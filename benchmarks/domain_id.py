@@ -16,6 +16,10 @@ out for testing; ``--validation``: held-out training files instead), for prefixe
 - ``shape n-gram``: that interpolation over the bytes' shapes (digits, lower- and
   upper-case letters each one symbol; ``ByteShapeSelector``, ``growth.selector=
   byte_shape``), alone and added to the bigram's score with weight w;
+- ``shape × byte in shape``: a class-based model (Brown et al. 1992): the shape 7-gram
+  times p(byte | its shape, the byte before), interpolated as the bigram;
+- ``neural LM``: one fixed-window neural byte LM per domain (Bengio et al. 2003; the
+  per-task generative model of Expert Gate), alone and summed with the shape 7-gram;
 - ``logistic``: a discriminative upper reference, not a selector a continual learner may
   use: logistic regression on the 1-4-byte n-gram counts of the prefix, fitted on the
   prefixes of every domain's training windows at once (it sees all domains together).
@@ -64,6 +68,64 @@ def selector_scores(selector, train, test) -> list[torch.Tensor]:
     for e, w in enumerate(train):
         selector.update(e, None, w)
     return [selector.scores(None, tokens=w) for w in test]
+
+
+def in_shape_scores(train, test, weight=0.5, uniform=0.2) -> list[torch.Tensor]:
+    """Per test experience, (N, T, E) log p_e(x_t | shape(x_t), x_{t-1}): the byte within
+    its shape class, λ·c(a, b) / c(a, class(b)) + (1-λ)·p(b | class(b)) (add-½ within the
+    class, the same fallback for an unseen context), mixed with the uniform over the class at
+    ε. A class of one byte (punctuation, space) scores 0: its shape said everything."""
+    from lifelong.models.shape_selector import shapes
+
+    cls = shapes()  # (V,) the class of each byte
+    size = torch.bincount(cls, minlength=V).double()[cls]  # (V,) members of b's class
+    scores = [[] for _ in test]
+    for w in train:
+        count = torch.bincount(w.reshape(-1), minlength=V).double() + 0.5
+        in_class = count / torch.zeros(V).double().index_add_(0, cls, count)[cls]  # (V,)
+        pairs = torch.bincount((w[:, :-1] * V + w[:, 1:]).reshape(-1), minlength=V * V)
+        pairs = pairs.double().view(V, V)  # [a, b]
+        seen = torch.zeros(V, V).double().index_add_(1, cls, pairs)[:, cls]  # c(a, class(b))
+        mix = torch.where(
+            seen > 0, weight * pairs / seen.clamp(min=1) + (1 - weight) * in_class, in_class
+        )
+        log_mix = ((1 - uniform) * mix + uniform / size).log().masked_fill(size == 1, 0.0)
+        log_first = ((1 - uniform) * in_class + uniform / size).log().masked_fill(size == 1, 0.0)
+        for i, x in enumerate(test):
+            scores[i].append(torch.cat([log_first[x[:, :1]], log_mix[x[:, :-1], x[:, 1:]]], 1))
+    return [torch.stack(s, -1).float() for s in scores]
+
+
+def neural_scores(train, test, seed: int, context=8, uniform=0.2) -> list[torch.Tensor]:
+    """Per test experience, (N, T, E) log((1-ε)·p_e(x_t | the 8 bytes before) + ε/V) under
+    a fixed-window neural LM fitted to domain e's training windows alone: byte embeddings
+    of 16, a hidden layer of 256, Adam at 3e-3, 4 epochs of 512 positions a step."""
+    from torch import nn
+
+    def contexts(w):  # (N, T) -> (N·T, context) the bytes before each, V = before the text
+        padded = torch.cat([torch.full((w.shape[0], context), V), w], 1)
+        return padded.unfold(1, context, 1)[:, :-1].reshape(-1, context)
+
+    scores = [[] for _ in test]
+    for w in train:
+        torch.manual_seed(seed)
+        lm = nn.Sequential(
+            nn.Embedding(V + 1, 16), nn.Flatten(), nn.Linear(16 * context, 256), nn.ReLU(),
+            nn.Linear(256, V), nn.LogSoftmax(-1),
+        )  # fmt: skip
+        optimizer = torch.optim.Adam(lm.parameters(), 3e-3)
+        x, y = contexts(w), w.reshape(-1)
+        for _ in range(4):
+            for batch in torch.randperm(len(y)).split(512):
+                loss = -lm(x[batch]).gather(1, y[batch, None]).mean()
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+        with torch.no_grad():
+            for i, t in enumerate(test):
+                p = lm(contexts(t)).gather(1, t.reshape(-1, 1)).exp().view(t.shape)
+                scores[i].append(torch.log((1 - uniform) * p + uniform / V))
+    return [torch.stack(s, -1).float() for s in scores]
 
 
 def ngram_accuracy(train, test, order: int, weight: float, uniform: float) -> dict[int, float]:
@@ -169,6 +231,17 @@ def measure(seed: int, validation: bool = False) -> dict[str, dict[int, float]]:
             out[f"bigram + {w:g} · shape {order}-gram"] = prefix_accuracy(
                 [b + w * s for b, s in zip(bigram, shape, strict=True)]
             )
+    # Two richer generative identifiers against byte shapes (docs/task_inference.md).
+    shape = shape_scores(train, test, 7)
+    in_shape = in_shape_scores(train, test)
+    out["shape 7-gram × byte in shape"] = prefix_accuracy(
+        [s + b for s, b in zip(shape, in_shape, strict=True)]
+    )
+    neural = neural_scores(train, test, seed)
+    out["neural LM per domain"] = prefix_accuracy(neural)
+    out["neural LM + shape 7-gram"] = prefix_accuracy(
+        [n + s for n, s in zip(neural, shape, strict=True)]
+    )
     out["logistic (all domains at once)"] = logistic_accuracy(train, test)
     return out
 

@@ -16,7 +16,7 @@ their own, not on the new domain's bytes, so the shared parameters may move wher
 keeps each old stage's predictions, instead of staying near their old values (``l2``).
 No training sample is kept: the windows are the model's own writing, ``samples`` × the
 window length bytes per stage. The cost per step is two extra forwards of ``batch``
-windows and one backward (docs/task_inference.md, "Plasticity").
+windows and one backward (docs/plasticity.md).
 """
 
 from contextlib import contextmanager

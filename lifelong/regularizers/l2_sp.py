@@ -4,7 +4,7 @@ The other regularisers protect the shared parameters; the parameters growth owns
 to growth, which freezes the old stages and lets the new one learn freely. A new stage
 learns from one experience's data only, and can fit it too closely: on the text domains
 the CSV stage's new experts, upcycled from the most used old ones, end up predicting a
-held-out table worse than an older stage does (docs/task_inference.md, "Plasticity").
+held-out table worse than an older stage does (docs/plasticity.md).
 This pulls every parameter growth owns that still trains (the new experts and sub-keys,
 a query network that is not frozen, new task heads) toward its value at the experience's
 first step:

@@ -73,3 +73,42 @@ def test_the_shape_identifier_reads_the_layout_not_the_particular_bytes():
     is_digit = (other >= 48) & (other < 58)
     other[is_digit] = 48 + (other[is_digit] - 47) % 10  # every figure changed, layout kept
     torch.testing.assert_close(domain_id.shape_scores(train, [other], 5)[0], scores[0])
+
+
+def test_byte_in_shape_tells_apart_what_shapes_cannot():
+    # Both domains are lower-case letters only, so their shapes are identical ('aaaa...'):
+    # the shape 7-gram ties, and the byte within its shape class separates them.
+    gen = torch.Generator().manual_seed(2)
+    a = torch.randint(ord("a"), ord("m") + 1, (32, 64), generator=gen)
+    b = torch.randint(ord("n"), ord("z") + 1, (32, 64), generator=gen)
+    train, test = [a, b], [a[:8], b[:8]]
+    shape = domain_id.shape_scores(train, test, 7)
+    assert domain_id.prefix_accuracy(shape)[64] == 0.5  # ties go to the first
+    in_shape = domain_id.in_shape_scores(train, test)
+    assert all(v == 1.0 for v in domain_id.prefix_accuracy(in_shape).values())
+    # A byte alone in its class (a space) carries nothing beyond its shape: scores 0.
+    space = torch.full((1, 4), ord(" "))
+    assert (domain_id.in_shape_scores(train, [space])[0] == 0).all()
+
+
+def test_byte_in_shape_is_the_literal_interpolation():
+    # Training text "ab" repeated: p(b | a, letter) = 0.5·1 + 0.5·p(b | letter), with
+    # p(b | letter) = (c(b) + ½) / Σ_letters (c + ½), then mixed with 1/26 at ε = 0.2.
+    w = torch.tensor([[ord("a"), ord("b")] * 8])
+    letters = 16 + 26 * 0.5  # 16 letters seen, add-½ over the 26 of the class
+    p_b = (8 + 0.5) / letters
+    expected = torch.log(torch.tensor(0.8 * (0.5 + 0.5 * p_b) + 0.2 / 26))
+    score = domain_id.in_shape_scores([w], [w[:, :2]])[0]  # (1, 2, 1)
+    assert torch.isclose(score[0, 1, 0], expected.float())
+
+
+def test_neural_identifier_separates_and_ties():
+    gen = torch.Generator().manual_seed(3)
+    a = torch.randint(0, 128, (16, 64), generator=gen)
+    b = torch.randint(128, 256, (16, 64), generator=gen)
+    apart = domain_id.neural_scores([a, b], [a[:4], b[:4]], seed=0)
+    assert domain_id.prefix_accuracy(apart)[64] == 1.0
+    # The same data and seed give the same model: every score ties, every guess is the first.
+    same = domain_id.neural_scores([a, a], [a[:4], a[4:8]], seed=0)
+    assert torch.equal(same[0][..., 0], same[0][..., 1])
+    assert domain_id.prefix_accuracy(same)[64] == 0.5
